@@ -1,0 +1,109 @@
+"""The typed errors every repository raises; all derive from RepositoryError."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class RepositoryError(Exception):
+    """Base class for errors raised by repositories."""
+
+
+class NotFoundError(RepositoryError):
+    """The row does not exist, is soft-deleted, or the key is malformed."""
+
+    def __init__(self, entity: str, key: object) -> None:
+        super().__init__(f"{entity} {key!r} does not exist")
+        self.entity = entity
+        self.key = key
+
+
+class ConflictError(RepositoryError):
+    """A unique rule was violated; `fields` names the columns that clash."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: Sequence[str] = (),
+        constraint: str | None = None,
+        with_deleted_row: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.fields = tuple(fields)
+        self.constraint = constraint
+        self.with_deleted_row = with_deleted_row
+
+
+class ValidationError(RepositoryError):
+    """Input broke a rule (CHECK, NOT NULL, foreign key, type); `errors` maps field → messages."""
+
+    def __init__(self, errors: Mapping[str, Sequence[str]], message: str | None = None) -> None:
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in errors.items()}
+        summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.errors.items())
+        super().__init__(message or f"invalid data ({summary})")
+
+
+class InvalidQueryError(RepositoryError):
+    """A filter, sort, page or cursor the repository refuses; `errors` maps field → messages."""
+
+    def __init__(self, errors: Mapping[str, Sequence[str]] | str) -> None:
+        if isinstance(errors, str):
+            errors = {"__all__": [errors]}
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in errors.items()}
+        summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in self.errors.items())
+        super().__init__(f"invalid query ({summary})")
+
+
+class StaleObjectError(RepositoryError):
+    """The row's version moved since the caller read it (optimistic locking)."""
+
+    def __init__(
+        self, entity: str, key: object, expected_version: int, actual_version: int | None = None
+    ) -> None:
+        detail = f", now {actual_version}" if actual_version is not None else ""
+        super().__init__(f"{entity} {key!r} is no longer at version {expected_version}{detail}")
+        self.entity = entity
+        self.key = key
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+
+
+class InsufficientStockError(RepositoryError):
+    """A product does not have the stock a request needs."""
+
+    def __init__(self, product_id: Any, requested: int, available: int) -> None:
+        super().__init__(f"product {product_id} has {available} in stock, {requested} requested")
+        self.product_id = product_id
+        self.requested = requested
+        self.available = available
+
+
+class InvalidTransitionError(RepositoryError):
+    """An order status change that the status graph does not allow."""
+
+    def __init__(self, from_status: str, to_status: str) -> None:
+        super().__init__(f"an order cannot move from {from_status!r} to {to_status!r}")
+        self.from_status = from_status
+        self.to_status = to_status
+
+
+class TransactionConflictError(RepositoryError):
+    """Serialization failures or deadlocks persisted through every retry."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"transaction conflicted on all {attempts} attempts")
+        self.attempts = attempts
+
+
+class QueryTimeoutError(RepositoryError):
+    """A statement or lock timeout fired; `kind` is "statement" or "lock"."""
+
+    def __init__(self, kind: str, message: str = "") -> None:
+        super().__init__(message or f"{kind} timeout")
+        self.kind = kind
+
+
+class DatabaseUnavailableError(RepositoryError):
+    """The connection was lost or none could be obtained (pool exhausted, server down)."""

@@ -32,7 +32,7 @@ class UserSession(MutableModel):
         db_table = "user_sessions"
         constraints = [
             models.CheckConstraint(
-                condition=Q(token_hash__regex=r"^[0-9a-f]{64}$"),
+                condition=Q(token_hash__regex=r"^[0-9a-f]{64}$"),  # noqa: S106
                 name="user_sessions_token_hash_sha256",
             ),
             models.CheckConstraint(

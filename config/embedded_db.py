@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +13,22 @@ EMBEDDED_DATABASE_NAME = "repositories"
 def embedded_database(base_dir: Path) -> dict[str, Any]:
     """Start (or reuse) the embedded server and return a Django `DATABASES` entry for it.
 
-    The server keeps running after this process exits (`cleanup_mode=None`), so later
-    commands reuse it; the data lives under `.data/pg`, which git ignores.
+    By default the server keeps running after this process exits, so later commands reuse
+    it; `EMBEDDED_DB_STOP_AT_EXIT=1` stops it when the last process using it exits (CI).
+    The data lives under `.data/pg`, which git ignores.
     """
     import dj_database_url
-    import pgserver  # imported lazily: only needed when DATABASE_URL is unset
     import psycopg
 
     data_dir = base_dir / ".data" / "pg"
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    stop_at_exit = os.environ.get("EMBEDDED_DB_STOP_AT_EXIT", "") in {"1", "true", "yes"}
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only needed when DATABASE_URL is unset
+
+        server = pgserver.get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
     with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE_NAME,)

@@ -52,6 +52,10 @@ class UserManager(BaseUserManager["User"]):
     def get_queryset(self) -> UserQuerySet:
         return UserQuerySet(self.model, using=self._db).alive()
 
+    def with_email(self, email: str) -> UserQuerySet:
+        """Live users with this email, compared case-insensitively."""
+        return self.get_queryset().with_email(email)
+
     def get_by_natural_key(self, username: str | None) -> User:
         return self.get_queryset().with_email(username or "").get()
 

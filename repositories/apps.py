@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class RepositoriesConfig(AppConfig):
     name = "repositories"
     verbose_name = "Repositories"
+
+    def ready(self) -> None:
+        """Wire query instrumentation on every database connection."""
+        from repositories import instrumentation
+
+        instrumentation.install()

@@ -25,12 +25,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.postgres.search import SearchQuery
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field as DbField
+from django.db.models import Model, Q, QuerySet, URLField
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -200,6 +202,13 @@ class UserCreationForm(AdminUserCreationForm):
         return email
 
 
+def _formfield(field: DbField[Any, Any], **kwargs: Any) -> forms.Field | None:
+    """Build a form field; URLs without a scheme are taken as https (Django 6 default)."""
+    if isinstance(field, URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return field.formfield(**kwargs)
+
+
 class UserEditForm(UserChangeForm):
     """Edit a user; the password is shown as its hash summary with a link to change it."""
 
@@ -207,6 +216,7 @@ class UserEditForm(UserChangeForm):
         model = User
         fields = "__all__"
         field_classes: ClassVar[dict[str, Any]] = {}
+        formfield_callback = _formfield
 
     def clean_email(self) -> str:
         """Refuse an email another live user has, ignoring case."""

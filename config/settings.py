@@ -61,9 +61,16 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "repositories.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if TESTING:
+    # The whole test suite runs with N+1 detection: tests/conftest.py turns zeal on for
+    # every test, and a lazy relation load repeated in a loop raises NPlusOneError.
+    INSTALLED_APPS.append("zeal")
+    ZEAL_RAISE = True
 
 DEBUG_TOOLBAR = DEBUG and not TESTING and env_bool("DEBUG_TOOLBAR", True)
 if DEBUG_TOOLBAR:

@@ -107,3 +107,8 @@ class QueryTimeoutError(RepositoryError):
 
 class DatabaseUnavailableError(RepositoryError):
     """The connection was lost or none could be obtained (pool exhausted, server down)."""
+
+
+class TransactionUsageError(RepositoryError):
+    """A transaction option that cannot apply where it was asked for (e.g. a different
+    isolation level, or read-only, inside an already running transaction)."""

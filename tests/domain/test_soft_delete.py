@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db
 
 def test_default_managers_hide_deleted_rows():
     live_user, dead_user = UserFactory(), UserFactory(deleted=True)
-    live_cat, dead_cat = CategoryFactory(), CategoryFactory(deleted=True)
+    live_cat = CategoryFactory()
+    CategoryFactory(deleted=True)
     live_prod = ProductFactory(category=live_cat)
     dead_prod = ProductFactory(category=live_cat, deleted=True)
     assert list(User.objects.all()) == [live_user]

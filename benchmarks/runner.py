@@ -1,0 +1,200 @@
+"""Run the selected scenarios on a fresh bench database and report them (table + JSON)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.conf import settings
+from tqdm import tqdm
+
+from benchmarks import seed
+from benchmarks.config import SCALES
+from benchmarks.context import BenchContext
+from benchmarks.database import BenchDatabase, machine_info
+from benchmarks.harness import NAIVE, RAW, ScenarioResult
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "latest.json"
+
+#: Run order; each scenario names the data set it needs (loaded once, in this order).
+SCENARIOS: dict[str, str] = {
+    "migration": "catalog",
+    "pk_lookup": "catalog",
+    "deep_page": "catalog",
+    "connections": "catalog",
+    "search": "search",
+    "bulk_insert": "empty",
+    "order_history": "orders",
+    "analytics": "orders",
+    "place_order": "orders",
+}
+#: Stock each orderable product starts with: the throughput runs never sell out.
+ORDER_STOCK = 1_000_000
+
+
+def run_benchmarks(
+    *,
+    scale_name: str,
+    only: list[str] | None = None,
+    db_name: str | None = None,
+    keep_db: bool = False,
+    output: Path | None = RESULTS_PATH,
+    stream: TextIO | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Create the bench database, seed it, run the scenarios; return the JSON report."""
+    scale = SCALES[scale_name]
+    selected = [name for name in SCENARIOS if not only or name in only]
+    unknown = set(only or ()) - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    db = BenchDatabase.from_settings(db_name)
+    started = time.perf_counter()
+    # DEBUG's query log would tax the ORM variants only; the harness counts queries itself.
+    debug, settings.DEBUG = settings.DEBUG, False
+    bar = tqdm(total=len(selected) + 1, desc="bench", unit="step", disable=not progress, file=stream)
+    ctx = BenchContext(db=db, scale=scale, progress=bar)
+    results: list[ScenarioResult] = []
+    report: dict[str, Any] = {}
+    try:
+        ctx.status("creating database")
+        db.recreate()
+        db.migrate()
+        db.migrate("domain", "0002")  # secondary indexes come with the migration scenario
+        with ctx.admin() as conn:
+            seed.seed_people(conn, users=scale.users)
+            ctx.status(f"seeding {scale.products:,} products")
+            seed.seed_catalog(conn, products=scale.products)
+        ctx.dataset = "catalog"
+        if "migration" in selected:
+            ctx.status("migration")
+            results.extend(_run_scenario("migration", ctx))
+            selected.remove("migration")
+        db.migrate()
+        db.analyze()
+        server = db.server_settings()
+        bar.update(1)
+        for name in selected:
+            _load_dataset(ctx, SCENARIOS[name])
+            ctx.status(name)
+            results.extend(_run_scenario(name, ctx))
+            bar.update(1)
+        ctx.status("done")
+    finally:
+        bar.close()
+        ctx.close()
+        settings.DEBUG = debug
+        if keep_db:
+            db.unregister()
+        else:
+            db.drop()
+    report = {
+        "scale": scale_name,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "database": db.name,
+        "machine": machine_info(),
+        "server": server,
+        "scenarios": {r.name: r.as_dict() for r in results},
+    }
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return report
+
+
+def _run_scenario(name: str, ctx: BenchContext) -> list[ScenarioResult]:
+    module = importlib.import_module(f"benchmarks.scenarios.{name}")
+    run: Callable[[BenchContext], ScenarioResult | list[ScenarioResult]] = module.run
+    start = time.perf_counter()
+    outcome = run(ctx)
+    results = outcome if isinstance(outcome, list) else [outcome]
+    for result in results:
+        result.seconds = (time.perf_counter() - start) / len(results)
+    return results
+
+
+def _load_dataset(ctx: BenchContext, dataset: str) -> None:
+    if ctx.dataset == dataset or dataset == "empty":
+        if dataset == "empty":
+            ctx.dataset = "empty"
+        return
+    scale = ctx.scale
+    with ctx.admin() as conn:
+        if dataset == "catalog":
+            ctx.status(f"seeding {scale.products:,} products")
+            seed.clear_commerce(conn)
+            seed.seed_catalog(conn, products=scale.products)
+        elif dataset == "search":
+            ctx.status(f"seeding {scale.search_products:,} searchable products")
+            seed.seed_search(conn, products=scale.search_products)
+        elif dataset == "orders":
+            ctx.status(f"seeding {scale.orders:,} orders")
+            seed.seed_orders(
+                conn,
+                products=scale.order_products,
+                orders=scale.orders,
+                history_orders=scale.history_orders,
+                stock=ORDER_STOCK,
+            )
+        conn.execute("VACUUM ANALYZE")
+    ctx.dataset = dataset
+
+
+# --- the table ---------------------------------------------------------------------------
+def format_report(report: dict[str, Any]) -> str:
+    """Render the report as a fixed-width table followed by the targets."""
+    lines = []
+    machine, server = report["machine"], report["server"]
+    lines.append(
+        f"scale={report['scale']}  {report['seconds']} s  |  {machine['cpu_count']} CPU "
+        f"{machine['cpu_model']}  |  Python {machine['python']}  Django {machine['django']}  "
+        f"psycopg {machine['psycopg']} ({machine['psycopg_impl']})"
+    )
+    lines.append(
+        "server: PostgreSQL {server_version}  shared_buffers={shared_buffers}  "
+        "max_wal_size={max_wal_size}  work_mem={work_mem}  "
+        "synchronous_commit={synchronous_commit}".format(**server)
+    )
+    header = f"{'scenario':<15} {'variant':<22} {'median':>10} {'p95':>10} {'q/op':>7} {'items/s':>10} {'×naive':>8} {'×raw':>7}"
+    lines += ["", header, "-" * len(header)]
+    for name, scenario in report["scenarios"].items():
+        for vname, v in scenario["variants"].items():
+            lines.append(
+                f"{name:<15} {vname:<22} {_ms(v['median_ms']):>10} {_ms(v['p95_ms']):>10} "
+                f"{_num(v['queries_per_op']):>7} {_num(v['items_per_s'], 0):>10} "
+                f"{_ratio(v['ratio_to_naive'] if vname != NAIVE else None):>8} "
+                f"{_ratio(v['ratio_to_raw'] if vname != RAW else None):>7}"
+            )
+    lines += ["", "targets:"]
+    for name, scenario in report["scenarios"].items():
+        for t in scenario["targets"]:
+            mark = {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
+            value = "-" if t["value"] is None else f"{t['value']:.3g}"
+            lines.append(f"  {mark} {name:<15} {t['description']} (measured {value}){'  ' + t['detail'] if t['detail'] else ''}")
+        for note in scenario["notes"]:
+            lines.append(f"  note   {name:<15} {note}")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} µs"
+    if value < 1000:
+        return f"{value:.2f} ms"
+    return f"{value / 1000:.2f} s"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}×"

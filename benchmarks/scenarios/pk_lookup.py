@@ -1,0 +1,68 @@
+"""Primary-key lookup on the large catalog: find_by_id vs objects.get() vs a prepared SELECT."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from benchmarks.context import BenchContext, repository
+from benchmarks.harness import NAIVE, RAW, REPOSITORY, ScenarioResult, Target, Variant, check_agreement, measure_interleaved
+from domain.models import Product
+
+PRODUCT_COLUMNS = [f.column for f in Product._meta.concrete_fields]
+
+
+def product_key(product: Any) -> tuple[Any, ...] | None:
+    if product is None:
+        return None
+    return (product.id, product.sku, product.name, product.price, product.stock_quantity, product.version)
+
+
+def row_key(row: Any) -> tuple[Any, ...] | None:
+    if row is None:
+        return None
+    data = dict(zip(PRODUCT_COLUMNS, row, strict=True))
+    return (data["id"], data["sku"], data["name"], data["price"], data["stock_quantity"], data["version"])
+
+
+def run(ctx: BenchContext) -> ScenarioResult:
+    scale = ctx.scale
+    result = ScenarioResult("pk_lookup", "pk lookup", params={"products": scale.products})
+    total = scale.lookup_ops * (scale.rounds + scale.warmup)
+    with ctx.admin() as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM products WHERE deleted_at IS NULL ORDER BY md5(id::text) LIMIT %s", (total,)
+        )]
+    random.Random(1).shuffle(ids)
+    raw = ctx.raw
+    select = f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM products WHERE id = %s AND deleted_at IS NULL"
+    manager = Product.objects.db_manager(ctx.alias)
+    variants = [
+        Variant(NAIVE, lambda pid: manager.get(pk=pid), product_key),
+        Variant(RAW, lambda pid: raw.execute(select, (pid,)).fetchone(), row_key, raw=raw),
+    ]
+    repo_cls = repository("catalog", "ProductRepository")
+    if repo_cls is not None:
+        repo = repo_cls(using=ctx.alias)
+        variants.insert(1, Variant(REPOSITORY, repo.find_by_id, product_key))
+    else:
+        result.notes.append("ProductRepository not available: repository variant skipped")
+    # Soft-deleted rows are invisible: find_by_id and the raw SELECT both give None.
+    with ctx.admin() as conn:
+        deleted = [r[0] for r in conn.execute("SELECT id FROM products WHERE deleted_at IS NOT NULL LIMIT 5")]
+    check_agreement([v for v in variants if v.name != NAIVE], deleted, result.variants)
+    check_agreement(variants, ids[:40], result.variants)
+    ops = scale.lookup_ops
+    measure_interleaved(
+        variants,
+        lambda r: ids[(r + scale.warmup) * ops : (r + scale.warmup + 1) * ops],
+        rounds=scale.rounds,
+        warmup=scale.warmup,
+        results=result.variants,
+        tick=lambda: ctx.progress.update(0),
+    )
+    result.targets.append(
+        Target("find_by_id ≤ 1.15× objects.get()", result.ratio(REPOSITORY, NAIVE), 1.15, "<=")
+    )
+    result.extra["ratio_repository_to_raw"] = result.ratio(REPOSITORY, RAW)
+    return result

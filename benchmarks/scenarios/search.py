@@ -1,0 +1,109 @@
+"""Full-text search, top 20: search() vs hand-written FTS SQL vs icontains (common and rare terms)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q
+
+from benchmarks.context import BenchContext, repository
+from benchmarks.harness import VariantMismatchError, NAIVE, RAW, REPOSITORY, ScenarioResult, Target, Variant, check_agreement, measure_interleaved
+from benchmarks.seed import COMMON_TERM, RARE_TERM
+from domain.models import Product
+
+LIMIT = 20
+#: (label, text): a word in a third of the names, a word in a dozen products, a prefix.
+TERMS = (("common", COMMON_TERM), ("rare", RARE_TERM), ("prefix", RARE_TERM[:4]))
+MIN_TRUNCATION, MAX_TRUNCATION = 3, 3
+
+
+def raw_sql(word: str) -> tuple[str, list[Any]]:
+    """Hand-written ranked search for one word typed so far (the repository's semantics:
+
+    the English stem as a prefix, or the word with up to three last letters missing).
+    """
+    shortest = max(MIN_TRUNCATION, len(word) - MAX_TRUNCATION)
+    cuts = [word[:end] for end in range(len(word) - 1, shortest - 1, -1)]
+    tsquery = " || ".join(["to_tsquery('english', %s)"] + ["to_tsquery('simple', %s)"] * len(cuts))
+    params = [f"{word}:*", *cuts]
+    sql = (
+        "SELECT id FROM products"
+        f" WHERE deleted_at IS NULL AND is_active AND search_vector @@ ({tsquery})"
+        f" ORDER BY ts_rank_cd(search_vector, ({tsquery}))"
+        " + ts_rank_cd(search_vector, websearch_to_tsquery('english', %s)) DESC, id"
+        " LIMIT %s"
+    )
+    return sql, [*params, *params, word, LIMIT]
+
+
+def run(ctx: BenchContext) -> list[ScenarioResult]:
+    scale = ctx.scale
+    results = []
+    raw = ctx.raw
+    manager = Product.objects.db_manager(ctx.alias)
+
+    def naive(word: str) -> list[Any]:
+        # A newcomer's search box: substring match, then a stable order.
+        return list(
+            manager.filter(Q(name__icontains=word) | Q(description__icontains=word), is_active=True)
+            .order_by("name", "id")[:LIMIT]
+        )
+
+    def raw_search(word: str) -> list[Any]:
+        sql, params = raw_sql(word)
+        return [row[0] for row in raw.execute(sql, params).fetchall()]
+
+    repo_cls = repository("catalog", "ProductRepository")
+    with ctx.admin() as conn:
+        hits = {
+            word: {
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM products WHERE deleted_at IS NULL AND is_active"
+                    " AND (name ILIKE %s OR description ILIKE %s)",
+                    (f"%{word}%", f"%{word}%"),
+                )
+            }
+            for _, word in TERMS
+        }
+
+    for label, word in TERMS:
+        variants = [
+            Variant(NAIVE, naive, repeat=max(2, scale.rounds // 2)),
+            Variant(RAW, raw_search, lambda ids: ids, raw=raw),
+        ]
+        if repo_cls is not None:
+            repo = repo_cls(using=ctx.alias)
+            variants.insert(1, Variant(REPOSITORY, lambda w, r=repo: r.search(w, limit=LIMIT), lambda ps: [p.id for p in ps]))
+        scenario = ScenarioResult(
+            f"search_{label}",
+            f"search ({label} term)",
+            params={"products": scale.search_products, "limit": LIMIT, "query": word, "hits": len(hits[word])},
+        )
+        check_agreement(variants, [word], scenario.variants)
+        # icontains cannot rank: it must find the same products (all of them when there
+        # are fewer than LIMIT, otherwise LIMIT products that the full-text query matches).
+        naive_ids = {p.id for p in naive(word)}
+        fts_ids = set(raw_search(word))
+        expected_len = min(LIMIT, len(hits[word]))
+        if len(naive_ids) != expected_len or not naive_ids <= hits[word] or (
+            len(hits[word]) <= LIMIT and naive_ids != fts_ids
+        ):
+            raise VariantMismatchError(f"search {word!r}: icontains and full text disagree")
+        repeat = 30 if ctx.scale.name == "full" else 5
+        for v in variants:
+            if v.name != NAIVE:
+                v.repeat = repeat
+        measure_interleaved(
+            variants, lambda r, w=word: [w], rounds=scale.rounds, warmup=scale.warmup, results=scenario.variants
+        )
+        scenario.targets.append(
+            Target("search() ≤ 2× raw FTS", scenario.ratio(REPOSITORY, RAW), 2.0, "<=")
+        )
+        scenario.targets.append(
+            Target("search() ≥ 50× faster than icontains", scenario.ratio(NAIVE, REPOSITORY), 50.0, ">=")
+        )
+        if repo_cls is None:
+            scenario.notes.append("ProductRepository not available: repository variant skipped")
+        results.append(scenario)
+    return results

@@ -1,0 +1,101 @@
+"""A page of a user's orders with items and products: history_for_user vs lazy ORM vs one SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.context import BenchContext, repository
+from benchmarks.harness import NAIVE, RAW, REPOSITORY, ScenarioResult, Target, Variant, check_agreement, measure_interleaved
+from benchmarks.seed import HISTORY_EMAIL
+from domain.models import Order
+
+RAW_SQL = """
+WITH page AS (
+    SELECT id, number, status, total, placed_at FROM orders
+    WHERE user_id = %s ORDER BY placed_at DESC, id DESC LIMIT %s
+)
+SELECT page.id, page.number, page.status, page.total, page.placed_at,
+       i.product_id, i.quantity, i.unit_price, i.line_total, p.sku, p.name
+FROM page
+JOIN order_items i ON i.order_id = page.id
+JOIN products p ON p.id = i.product_id
+ORDER BY page.placed_at DESC, page.id DESC, i.product_id
+"""
+
+
+def normalize_orders(orders: list[Any]) -> list[Any]:
+    return [
+        (
+            o.id,
+            o.number,
+            o.total,
+            sorted((i.product_id, i.quantity, i.line_total, i.product.sku, i.product.name) for i in o.items.all()),
+        )
+        for o in orders
+    ]
+
+
+def normalize_rows(rows: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for row in rows:
+        if not out or out[-1][0] != row[0]:
+            out.append((row[0], row[1], row[3], []))
+        out[-1][3].append((row[5], row[6], row[8], row[9], row[10]))
+    return [(a, b, c, sorted(items)) for a, b, c, items in out]
+
+
+def run(ctx: BenchContext) -> ScenarioResult:
+    scale = ctx.scale
+    page = scale.history_page
+    result = ScenarioResult(
+        "order_history",
+        "order history",
+        params={"orders_of_user": scale.history_orders, "page_size": page, "items_per_order": 5},
+    )
+    with ctx.admin() as conn:
+        user_id = conn.execute("SELECT id FROM users WHERE email = %s", (HISTORY_EMAIL,)).fetchone()[0]  # type: ignore[index]
+    raw = ctx.raw
+    manager = Order.objects.db_manager(ctx.alias)
+
+    def naive(uid: Any) -> list[Any]:
+        orders = list(manager.filter(user_id=uid).order_by("-placed_at", "-id")[:page])
+        # Touch what a template would show: items and their products, lazily.
+        for order in orders:
+            for item in order.items.all():
+                item.product.name  # noqa: B018
+        return orders
+
+    def naive_normalized(orders: list[Any]) -> list[Any]:
+        return normalize_orders(orders)
+
+    variants = [
+        Variant(NAIVE, naive, naive_normalized, repeat=max(2, scale.rounds)),
+        Variant(RAW, lambda uid: raw.execute(RAW_SQL, (uid, page)).fetchall(), normalize_rows, raw=raw),
+    ]
+    repo_cls = repository("orders", "OrderRepository")
+    if repo_cls is None:
+        result.notes.append("OrderRepository not available: repository variant skipped")
+    else:
+        repo = repo_cls(using=ctx.alias)
+
+        def history(uid: Any) -> list[Any]:
+            orders = repo.history_for_user(uid, limit=page).items
+            for order in orders:
+                for item in order.items.all():
+                    item.product.name  # noqa: B018
+            return orders
+
+        variants.insert(1, Variant(REPOSITORY, history, normalize_orders))
+    # Normalizing the ORM results touches every relation, so lazy loads are counted too.
+    check_agreement(variants, [user_id], result.variants)
+    for variant in variants:
+        if variant.name != NAIVE:
+            variant.repeat = 20 if scale.name == "full" else 5
+    measure_interleaved(variants, lambda r: [user_id], rounds=scale.rounds, warmup=scale.warmup, results=result.variants)
+    repo_result = result.variants.get(REPOSITORY)
+    result.targets += [
+        Target("≤ 3 queries per page", repo_result.queries_per_op if repo_result else None, 3, "<="),
+        Target("≥ 10× faster than naive", result.ratio(NAIVE, REPOSITORY), 10.0, ">="),
+        Target("≤ 3× raw", result.ratio(REPOSITORY, RAW), 3.0, "<="),
+    ]
+    return result

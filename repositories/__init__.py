@@ -1,0 +1,77 @@
+"""The repository layer: typed data access over the domain models (see docs/repositories.md).
+
+Names are imported lazily (PEP 562): this package is also a Django app, and its models
+must not load before the app registry is ready.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from repositories.base import BaseRepository
+    from repositories.errors import (
+        ConflictError,
+        DatabaseUnavailableError,
+        InsufficientStockError,
+        InvalidQueryError,
+        InvalidTransitionError,
+        NotFoundError,
+        QueryTimeoutError,
+        RepositoryError,
+        StaleObjectError,
+        TransactionConflictError,
+        ValidationError,
+    )
+    from repositories.filters import StrictFilterSet
+    from repositories.pagination import CursorPage, Page
+
+_EXPORTS = {
+    "BaseRepository": "repositories.base",
+    "StrictFilterSet": "repositories.filters",
+    "CursorPage": "repositories.pagination",
+    "Page": "repositories.pagination",
+    "ConflictError": "repositories.errors",
+    "DatabaseUnavailableError": "repositories.errors",
+    "InsufficientStockError": "repositories.errors",
+    "InvalidQueryError": "repositories.errors",
+    "InvalidTransitionError": "repositories.errors",
+    "NotFoundError": "repositories.errors",
+    "QueryTimeoutError": "repositories.errors",
+    "RepositoryError": "repositories.errors",
+    "StaleObjectError": "repositories.errors",
+    "TransactionConflictError": "repositories.errors",
+    "ValidationError": "repositories.errors",
+}
+
+__all__ = [
+    "BaseRepository",
+    "ConflictError",
+    "CursorPage",
+    "DatabaseUnavailableError",
+    "InsufficientStockError",
+    "InvalidQueryError",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "Page",
+    "QueryTimeoutError",
+    "RepositoryError",
+    "StaleObjectError",
+    "StrictFilterSet",
+    "TransactionConflictError",
+    "ValidationError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'repositories' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,776 @@
+"""BaseRepository: generic CRUD, filters, sorting, pagination, error mapping and audit."""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import inspect
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from repositories.audit import AuditEntry, diff, entity_type_of, record, snapshot
+from repositories.error_mapping import sqlstate_of, translate, translate_errors
+from repositories.errors import (
+    ConflictError,
+    InvalidQueryError,
+    NotFoundError,
+    StaleObjectError,
+    ValidationError,
+)
+from repositories.filters import StrictFilterSet
+from repositories.instrumentation import query_label
+from repositories.pagination import (
+    CursorPage,
+    Page,
+    SortKey,
+    decode_cursor,
+    encode_cursor,
+    keyset_condition,
+    query_fingerprint,
+)
+
+ModelT = TypeVar("ModelT", bound=models.Model)
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
+#: Columns the repository maintains itself; callers never write them directly.
+MANAGED_FIELDS = frozenset({"created_at", "updated_at", "deleted_at", "version"})
+#: Public methods that build no query and so need no label.
+_UNLABELLED = frozenset({"get_queryset"})
+_MAX_BIGINT = 2**63 - 1
+_UUID_BATCH_SQL = "SELECT gen_random_uuid() FROM generate_series(1, %s)"
+
+
+def _labelled(func: FuncT, name: str) -> FuncT:
+    """Wrap a repository method so its queries carry `/* repo:Class.method */`."""
+
+    @functools.wraps(func)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with query_label(f"{type(self).__name__}.{name}"):
+            return func(self, *args, **kwargs)
+
+    wrapper.__repository_labelled__ = True  # type: ignore[attr-defined]
+    return cast(FuncT, wrapper)
+
+
+def _label_methods(cls: type) -> None:
+    for name, attribute in list(vars(cls).items()):
+        if (
+            name.startswith("_")
+            or name in _UNLABELLED
+            or not inspect.isfunction(attribute)
+            or getattr(attribute, "__repository_labelled__", False)
+        ):
+            continue
+        setattr(cls, name, _labelled(attribute, name))
+
+
+def _max_page_size() -> int:
+    return int(cast(int, settings.REPOSITORIES.get("MAX_PAGE_SIZE", 100)))
+
+
+def _check_int(name: str, value: object, *, minimum: int, maximum: int = _MAX_BIGINT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQueryError({name: ["Enter a whole number."]})
+    if value < minimum:
+        raise InvalidQueryError({name: [f"Must be at least {minimum}."]})
+    if value > maximum:
+        raise InvalidQueryError({name: [f"Must be at most {maximum}."]})
+    return value
+
+
+def _one(queryset: QuerySet[ModelT]) -> ModelT | None:
+    """Return the first row of an unordered queryset (LIMIT 1), or None."""
+    rows = list(queryset[:1])
+    return rows[0] if rows else None
+
+
+@dataclass(frozen=True)
+class _ModelSpec:
+    """What a repository needs to know about its model, computed once per class."""
+
+    pk: models.Field[Any, Any]
+    pk_from_database: bool
+    soft_deletable: bool
+    versioned: bool
+    has_updated_at: bool
+    writable: dict[str, models.Field[Any, Any]]
+    required: tuple[str, ...]
+    sortable: dict[str, models.Field[Any, Any]]
+    default_keys: tuple[SortKey, ...]
+    filterset: type[StrictFilterSet]
+    audit_fields: tuple[str, ...]
+    entity_type: str
+
+
+class BaseRepository(Generic[ModelT]):
+    """Generic data access for one model: reads, writes, filters, sorting and pages.
+
+    Subclasses set `model`, `filterset_class` (a StrictFilterSet), `sortable_fields`,
+    `default_order`, and optionally `select_related`, `prefetch_related`,
+    `audit_exclude` and `readonly_fields`. Every public method runs inside
+    `query_label("<Class>.<method>")`. Database errors surface as RepositoryError
+    subclasses (see repositories.error_mapping). Soft-deleted rows are invisible unless
+    `include_deleted=True` is passed where offered.
+    """
+
+    model: type[ModelT]
+    filterset_class: type[StrictFilterSet] | None = None
+    sortable_fields: tuple[str, ...] = ()
+    default_order: tuple[str, ...] = ()
+    select_related: tuple[str, ...] = ()
+    prefetch_related: tuple[Any, ...] = ()
+    audit_exclude: tuple[str, ...] = ()
+    readonly_fields: tuple[str, ...] = ()
+
+    _spec_cache: ClassVar[_ModelSpec | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._spec_cache = None
+        _label_methods(cls)
+
+    def __init__(self, *, using: str = DEFAULT_DB_ALIAS) -> None:
+        self.using = using
+        spec = type(self).__dict__.get("_spec_cache")
+        self._spec: _ModelSpec = spec if spec is not None else type(self)._build_spec()
+
+    # --- class set-up -------------------------------------------------------------------
+
+    @classmethod
+    def _build_spec(cls) -> _ModelSpec:
+        model = getattr(cls, "model", None)
+        if model is None:
+            raise TypeError(f"{cls.__name__} must set `model`.")
+        meta = model._meta
+        fields = {f.name: f for f in meta.concrete_fields}
+        writable: dict[str, models.Field[Any, Any]] = {}
+        required: list[str] = []
+        for field in meta.concrete_fields:
+            if (
+                field.primary_key
+                or field.generated
+                or field.name in MANAGED_FIELDS
+                or field.name in cls.readonly_fields
+                or not field.editable
+            ):
+                continue
+            writable[field.name] = field
+            if field.attname != field.name:
+                writable[field.attname] = field
+            if not (field.null or field.has_default() or field.has_db_default() or field.blank):
+                required.append(field.name)
+        sortable: dict[str, models.Field[Any, Any]] = {}
+        for name in cls.sortable_fields:
+            field = fields.get(name) or next(
+                (f for f in meta.concrete_fields if f.attname == name), None
+            )
+            if field is None or (field.is_relation and name != field.attname) or field.generated:
+                raise TypeError(
+                    f"{cls.__name__}.sortable_fields: {name!r} is not a sortable column of "
+                    f"{model.__name__} (use the attname, e.g. category_id, for a foreign key)."
+                )
+            sortable[name] = field
+        filterset = cls.filterset_class
+        if filterset is None:
+            filterset = cast(
+                type[StrictFilterSet],
+                type(f"{model.__name__}FilterSet", (StrictFilterSet,), {}),
+            )
+        spec = _ModelSpec(
+            pk=meta.pk,
+            pk_from_database=meta.pk.has_db_default(),
+            soft_deletable="deleted_at" in fields,
+            versioned="version" in fields,
+            has_updated_at="updated_at" in fields,
+            writable=writable,
+            required=tuple(required),
+            sortable=sortable,
+            default_keys=(),
+            filterset=filterset,
+            audit_fields=tuple(
+                f.attname
+                for f in meta.concrete_fields
+                if f.name not in cls.audit_exclude and f.attname not in cls.audit_exclude
+            ),
+            entity_type=entity_type_of(model),
+        )
+        keys = cls._parse_order(spec, cls.default_order, source="default_order")
+        spec = _ModelSpec(**{**spec.__dict__, "default_keys": keys})
+        cls._spec_cache = spec
+        return spec
+
+    @staticmethod
+    def _parse_order(spec: _ModelSpec, order_by: object, *, source: str) -> tuple[SortKey, ...]:
+        if isinstance(order_by, str):
+            order_by = [order_by]
+        if not isinstance(order_by, list | tuple):
+            raise InvalidQueryError({source: ["Give a list of field names, e.g. ['-created_at']."]})
+        keys: list[SortKey] = []
+        seen: set[str] = set()
+        errors: list[str] = []
+        for item in order_by:
+            if not isinstance(item, str):
+                errors.append(f"{item!r} is not a field name.")
+                continue
+            descending = item.startswith("-")
+            name = item[1:] if descending else item
+            field = spec.sortable.get(name)
+            if field is None:
+                allowed = ", ".join(spec.sortable) or "none"
+                errors.append(f"Cannot sort by {item!r}. Sortable fields: {allowed}.")
+                continue
+            if name in seen:
+                errors.append(f"{name!r} appears more than once.")
+                continue
+            seen.add(name)
+            keys.append(SortKey(field, descending))
+        if errors:
+            raise InvalidQueryError({source: errors})
+        if not any(key.field.primary_key for key in keys):
+            # The primary key breaks ties, in the direction of the last key, so one index
+            # on (last key, pk) serves the whole order.
+            keys.append(SortKey(spec.pk, keys[-1].descending if keys else False))
+        return tuple(keys)
+
+    # --- hooks --------------------------------------------------------------------------
+
+    def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[ModelT]:
+        """Return the rows this repository reads: live ones (unless asked) plus preloads."""
+        manager: Any = self.model._default_manager
+        if include_deleted and self._spec.soft_deletable:
+            manager = getattr(self.model, "all_objects", None) or self.model._base_manager
+        queryset: QuerySet[ModelT] = manager.using(self.using)
+        if self.select_related:
+            queryset = queryset.select_related(*self.select_related)
+        if self.prefetch_related:
+            queryset = queryset.prefetch_related(*self.prefetch_related)
+        return queryset
+
+    # --- reads --------------------------------------------------------------------------
+
+    def find_by_id(self, id: object) -> ModelT | None:
+        """Return the live row with this key, or None (also for a malformed key).
+
+        One query, plus one per `prefetch_related` lookup.
+        """
+        pk = self.__coerce_pk(id)
+        if pk is None:
+            return None
+        with translate_errors(self.model, using=self.using):
+            # A LIMIT 1 fetch rather than .get(): same plan, no exception on the miss path.
+            rows = list(self.get_queryset().filter(pk=pk)[:1])
+        return rows[0] if rows else None
+
+    def get_by_id(self, id: object) -> ModelT:
+        """Return the live row with this key; raise NotFoundError if missing or deleted."""
+        found = self.find_by_id(id)
+        if found is None:
+            raise NotFoundError(self.model.__name__, id)
+        return found
+
+    def find_many(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include_deleted: bool = False,
+    ) -> list[ModelT]:
+        """Return the rows matching `filters` in the requested order (pk breaks ties).
+
+        One query plus one per prefetch. `limit=None` returns every match. Raises
+        InvalidQueryError for unknown/invalid filters or sort fields and bad limits.
+        """
+        keys = self.__keys(order_by)
+        if limit is not None:
+            limit = _check_int("limit", limit, minimum=0)
+        offset = _check_int("offset", offset, minimum=0)
+        queryset = self.__ordered(self.__filtered(filters, include_deleted)[0], keys)
+        if limit is not None:
+            queryset = queryset[offset : offset + limit]
+        elif offset:
+            queryset = queryset[offset:]
+        with translate_errors(self.model, using=self.using, reading=True):
+            return list(queryset)
+
+    def find_first(
+        self, filters: Mapping[str, Any] | None = None, *, order_by: Sequence[str] | None = None
+    ) -> ModelT | None:
+        """Return the first matching live row in the requested order, or None (one query)."""
+        rows = self.find_many(filters, order_by=order_by, limit=1)
+        return rows[0] if rows else None
+
+    def count(
+        self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False
+    ) -> int:
+        """Return the number of rows matching `filters` (one query)."""
+        queryset = self.__filtered(filters, include_deleted, bare=True)[0]
+        with translate_errors(self.model, using=self.using, reading=True):
+            return queryset.count()
+
+    def exists(
+        self, filters: Mapping[str, Any] | None = None, *, include_deleted: bool = False
+    ) -> bool:
+        """Return whether any row matches `filters` (one query)."""
+        queryset = self.__filtered(filters, include_deleted, bare=True)[0]
+        with translate_errors(self.model, using=self.using, reading=True):
+            return queryset.exists()
+
+    def paginate(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        page: int = 1,
+        page_size: int = 20,
+        include_deleted: bool = False,
+    ) -> Page[ModelT]:
+        """Return one offset page (two queries: count, then the page, plus prefetches).
+
+        `page_size` is 1..REPOSITORIES["MAX_PAGE_SIZE"] (larger is an error, not silently
+        capped); `page` is 1..pages. Anything else raises InvalidQueryError. For deep
+        pages prefer `paginate_cursor`, which does not slow down with depth.
+        """
+        keys = self.__keys(order_by)
+        page = _check_int("page", page, minimum=1)
+        page_size = _check_int("page_size", page_size, minimum=1, maximum=_max_page_size())
+        queryset = self.__filtered(filters, include_deleted)[0]
+        with translate_errors(self.model, using=self.using, reading=True):
+            total = queryset.count()
+            pages = max(1, math.ceil(total / page_size))
+            if page > pages:
+                raise InvalidQueryError({"page": [f"Page {page} is past the last page ({pages})."]})
+            start = (page - 1) * page_size
+            items = list(self.__ordered(queryset, keys)[start : start + page_size])
+        return Page.build(items, total=total, page=page, page_size=page_size)
+
+    def paginate_cursor(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 20,
+        include_deleted: bool = False,
+    ) -> CursorPage[ModelT]:
+        """Return the keyset page after the cursor `after` (None or "" for the first page).
+
+        One query (plus prefetches) fetching limit + 1 rows. The cursor is opaque and
+        HMAC-signed; it holds the last row's sort values and is bound to these filters and
+        this order: a tampered, foreign or malformed cursor raises InvalidQueryError, as do
+        a bad `limit` (1..MAX_PAGE_SIZE) and bad filters or sort fields. Rows inserted
+        behind the cursor are never returned twice or skipped.
+        """
+        keys = self.__keys(order_by)
+        limit = _check_int("limit", limit, minimum=1, maximum=_max_page_size())
+        queryset, form_data = self.__filtered(filters, include_deleted)
+        fingerprint = query_fingerprint(
+            self.model._meta.label,
+            type(self).__qualname__,
+            include_deleted,
+            sorted(form_data.items()),
+            [(key.name, key.descending) for key in keys],
+        )
+        if after is not None and after != "":
+            values = decode_cursor(after, fingerprint, keys)
+            queryset = queryset.filter(keyset_condition(keys, values))
+        with translate_errors(self.model, using=self.using, reading=True):
+            rows = list(self.__ordered(queryset, keys)[: limit + 1])
+        has_next = len(rows) > limit
+        items = rows[:limit]
+        next_cursor = None
+        if has_next:
+            last = items[-1]
+            next_cursor = encode_cursor([getattr(last, key.name) for key in keys], fingerprint)
+        return CursorPage(items=items, next_cursor=next_cursor, has_next=has_next)
+
+    # --- writes -------------------------------------------------------------------------
+
+    def create(self, data: Mapping[str, Any]) -> ModelT:
+        """Insert one row from a mapping of field names; return it reloaded with preloads.
+
+        Raises ValidationError (unknown fields, invalid values, CHECK/NOT NULL/foreign-key
+        violations) or ConflictError (unique violations). Audited as "created".
+        """
+        values = self.__clean(data, creating=True)
+        instance = self.model(**values)
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            instance.save(force_insert=True, using=self.using)
+            self.__audit([self.__entry("created", instance, self.__snapshot(instance))])
+            return self.__reload(instance.pk)
+
+    def create_many(
+        self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000
+    ) -> list[ModelT]:
+        """Insert many rows set-based; return them with their database-generated keys.
+
+        Per batch: one query for the keys, one INSERT and one audit INSERT, all in one
+        transaction. Every row is validated before anything is sent; errors are keyed
+        "<row index>.<field>". Relations are not loaded on the returned objects.
+        """
+        batch_size = _check_int("batch_size", batch_size, minimum=1, maximum=100_000)
+        if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+            raise ValidationError({"__all__": ["Give a list of mappings, one per row."]})
+        instances: list[ModelT] = []
+        errors: dict[str, list[str]] = {}
+        for index, row in enumerate(rows):
+            try:
+                instances.append(self.model(**self.__clean(row, creating=True)))
+            except ValidationError as exc:
+                errors.update(
+                    {f"{index}.{name}": messages for name, messages in exc.errors.items()}
+                )
+        if errors:
+            raise ValidationError(errors)
+        spec = self._spec
+        manager = self.model._base_manager.db_manager(self.using)
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            for start in range(0, len(instances), batch_size):
+                batch = instances[start : start + batch_size]
+                if spec.pk_from_database:
+                    with connections[self.using].cursor() as cursor:
+                        cursor.execute(_UUID_BATCH_SQL, [len(batch)])
+                        for instance, (key,) in zip(batch, cursor.fetchall(), strict=True):
+                            setattr(instance, spec.pk.attname, key)
+                manager.bulk_create(batch)
+                self.__audit([self.__entry("created", obj, self.__snapshot(obj)) for obj in batch])
+        return instances
+
+    def update(
+        self, id: object, data: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> ModelT:
+        """Change fields of a live row; return it reloaded with preloads.
+
+        Always bumps `updated_at` and `version` where the model has them. With
+        `expected_version` (versioned models only) the UPDATE is conditional on the
+        version and raises StaleObjectError when it moved; without it the row is locked
+        (SELECT ... FOR UPDATE) while the diff for the audit row is taken. Raises
+        NotFoundError, ValidationError, ConflictError.
+        """
+        spec = self._spec
+        if expected_version is not None:
+            if not spec.versioned:
+                raise TypeError(f"{self.model.__name__} has no version column.")
+            expected_version = cast(int, self.__check_value("expected_version", expected_version))
+        values = self.__clean(data, creating=False)
+        pk = self.__require_pk(id)
+        names = self.__changed_names(values)
+        manager = self.__manager(include_deleted=False)
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            current_query = manager.filter(pk=pk)
+            if expected_version is None:
+                current_query = current_query.select_for_update()
+            current = _one(current_query)
+            if current is None:
+                raise NotFoundError(self.model.__name__, id)
+            if expected_version is not None and current.version != expected_version:  # type: ignore[attr-defined]
+                raise StaleObjectError(
+                    self.model.__name__,
+                    pk,
+                    expected_version,
+                    current.version,  # type: ignore[attr-defined]
+                )
+            before = snapshot(current, names)
+            target = manager.filter(pk=pk)
+            if expected_version is not None:
+                target = target.filter(version=expected_version)
+            if target.update(**self.__bookkeeping(values)) == 0:
+                raise StaleObjectError(self.model.__name__, pk, expected_version or 0)
+            for name, value in values.items():
+                setattr(current, name, value)
+            changes = diff(before, snapshot(current, names))
+            self.__audit([self.__entry("updated", current, changes)])
+            return self.__reload(pk)
+
+    def update_many(self, filters: Mapping[str, Any] | None, data: Mapping[str, Any]) -> int:
+        """Apply `data` to every live row matching `filters`; return the number changed.
+
+        Set-based: one SELECT ... FOR UPDATE (in key order) of the changed columns, one
+        UPDATE and one audit INSERT (a diff per row), in one transaction. Bumps
+        `updated_at` and `version`. `filters={}` means every live row.
+        """
+        values = self.__clean(data, creating=False)
+        names = self.__changed_names(values)
+        queryset = self.__filtered(filters, False, bare=True)[0]
+        columns = [self._spec.writable[name].attname for name in names]
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            rows = self.__unique(
+                queryset.select_for_update(of=("self",)).order_by("pk").only("pk", *columns)
+            )
+            if not rows:
+                return 0
+            self.__manager(include_deleted=False).filter(pk__in=[r.pk for r in rows]).update(
+                **self.__bookkeeping(values)
+            )
+            entries = []
+            for row in rows:
+                before = snapshot(row, names)
+                for name, value in values.items():
+                    setattr(row, name, value)
+                entries.append(self.__entry("updated", row, diff(before, snapshot(row, names))))
+            self.__audit(entries)
+            return len(rows)
+
+    def delete(self, id: object) -> None:
+        """Remove a row for good (live or soft-deleted); raise NotFoundError if missing.
+
+        Django's on_delete rules apply (cascades). A row still referenced under PROTECT
+        raises ValidationError. Audited as "deleted" with a snapshot of the row.
+        """
+        pk = self.__require_pk(id)
+        manager = self.__manager(include_deleted=True)
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            current = _one(manager.select_for_update().filter(pk=pk))
+            if current is None:
+                raise NotFoundError(self.model.__name__, id)
+            manager.filter(pk=pk).delete()
+            self.__audit([self.__entry("deleted", current, self.__snapshot(current))])
+
+    def delete_many(
+        self, filters: Mapping[str, Any] | None, *, include_deleted: bool = False
+    ) -> int:
+        """Remove every row matching `filters` for good; return the number removed.
+
+        Set-based: one SELECT ... FOR UPDATE in key order, the DELETE (plus Django's
+        cascade queries, whose number does not depend on the row count) and one audit
+        INSERT with a snapshot per row, in one transaction.
+        """
+        queryset = self.__filtered(filters, include_deleted, bare=True)[0]
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            rows = self.__unique(queryset.select_for_update(of=("self",)).order_by("pk"))
+            if not rows:
+                return 0
+            self.__manager(include_deleted=True).filter(pk__in=[r.pk for r in rows]).delete()
+            self.__audit([self.__entry("deleted", row, self.__snapshot(row)) for row in rows])
+            return len(rows)
+
+    def soft_delete(self, id: object) -> ModelT:
+        """Hide a live row (set `deleted_at`); return it. NotFoundError if missing/deleted.
+
+        Only for soft-deletable models (TypeError otherwise). Audited as "soft_deleted".
+        """
+        self.__require_soft_delete()
+        pk = self.__require_pk(id)
+        manager = self.__manager(include_deleted=True)
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            current = _one(manager.select_for_update().filter(pk=pk, deleted_at__isnull=True))
+            if current is None:
+                raise NotFoundError(self.model.__name__, id)
+            now = timezone.now()
+            manager.filter(pk=pk).update(**self.__bookkeeping({"deleted_at": now}, now=now))
+            changes = {"deleted_at": {"old": None, "new": now.isoformat()}}
+            self.__audit([self.__entry("soft_deleted", current, changes)])
+            return self.__reload(pk, include_deleted=True)
+
+    def restore(self, id: object) -> ModelT:
+        """Make a soft-deleted row live again; return it (a live row is returned as is).
+
+        Raises NotFoundError for an unknown key and ConflictError (with_deleted_row=True)
+        when a live row has taken its unique values meanwhile. Audited as "restored".
+        """
+        self.__require_soft_delete()
+        pk = self.__require_pk(id)
+        manager = self.__manager(include_deleted=True)
+        with translate_errors(self.model, using=self.using), self.__atomic():
+            current = _one(manager.select_for_update().filter(pk=pk))
+            if current is None:
+                raise NotFoundError(self.model.__name__, id)
+            if current.deleted_at is None:  # type: ignore[attr-defined]
+                return self.__reload(pk)
+            try:
+                manager.filter(pk=pk).update(**self.__bookkeeping({"deleted_at": None}))
+            except IntegrityError as exc:
+                if sqlstate_of(exc) != "23505":
+                    raise
+                clash = translate(exc, model=self.model)
+                fields = clash.fields if isinstance(clash, ConflictError) else ()
+                constraint = clash.constraint if isinstance(clash, ConflictError) else None
+                what = ", ".join(fields) or "unique values"
+                raise ConflictError(
+                    f"cannot restore {self._spec.entity_type} {pk}: a live "
+                    f"{self._spec.entity_type} now has the same {what}",
+                    fields=fields,
+                    constraint=constraint,
+                    with_deleted_row=True,
+                ) from exc
+            changes = {"deleted_at": {"old": current.deleted_at.isoformat(), "new": None}}  # type: ignore[attr-defined]
+            self.__audit([self.__entry("restored", current, changes)])
+            return self.__reload(pk)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def __atomic(self) -> transaction.Atomic:
+        return transaction.atomic(using=self.using)
+
+    def __manager(self, *, include_deleted: bool) -> QuerySet[ModelT]:
+        """Rows without preloads (safe for FOR UPDATE and bulk statements)."""
+        if include_deleted and self._spec.soft_deletable:
+            manager = getattr(self.model, "all_objects", None) or self.model._base_manager
+            return cast(QuerySet[ModelT], manager.using(self.using))
+        return cast(QuerySet[ModelT], self.model._default_manager.using(self.using))
+
+    def __reload(self, pk: Any, *, include_deleted: bool = False) -> ModelT:
+        row = _one(self.get_queryset(include_deleted=include_deleted).filter(pk=pk))
+        if row is None:
+            raise NotFoundError(self.model.__name__, pk)
+        return row
+
+    def __keys(self, order_by: object) -> tuple[SortKey, ...]:
+        if order_by is None:
+            return self._spec.default_keys
+        return self._parse_order(self._spec, order_by, source="order_by")
+
+    @staticmethod
+    def __ordered(queryset: QuerySet[ModelT], keys: Sequence[SortKey]) -> QuerySet[ModelT]:
+        return queryset.order_by(*[key.order_expression() for key in keys])
+
+    def __filtered(
+        self, filters: object, include_deleted: object, *, bare: bool = False
+    ) -> tuple[QuerySet[ModelT], dict[str, Any]]:
+        if not isinstance(include_deleted, bool):
+            raise InvalidQueryError({"include_deleted": ["Enter true or false."]})
+        queryset = (
+            self.__manager(include_deleted=include_deleted)
+            if bare
+            else self.get_queryset(include_deleted=include_deleted)
+        )
+        if filters is None:
+            return queryset, {}
+        filterset = self._spec.filterset
+        form_data, matches_nothing = filterset.normalize(filters)
+        if matches_nothing:
+            return queryset.none(), form_data
+        return filterset.apply_normalized(form_data, queryset), form_data
+
+    def __coerce_pk(self, value: object) -> Any:
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, models.Model):
+            value = value.pk
+        try:
+            key = self._spec.pk.to_python(value)
+        except (DjangoValidationError, TypeError, ValueError, AttributeError, OverflowError):
+            return None
+        if isinstance(key, int) and not -_MAX_BIGINT <= key <= _MAX_BIGINT:
+            return None
+        return key
+
+    def __require_pk(self, value: object) -> Any:
+        pk = self.__coerce_pk(value)
+        if pk is None:
+            raise NotFoundError(self.model.__name__, value)
+        return pk
+
+    def __require_soft_delete(self) -> None:
+        if not self._spec.soft_deletable:
+            raise TypeError(
+                f"{self.model.__name__} rows cannot be soft-deleted: the model has no "
+                "deleted_at column; use delete()."
+            )
+
+    def __check_value(self, name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError({name: ["Enter a whole number ≥ 0."]})
+        return value
+
+    def __clean(self, data: object, *, creating: bool) -> dict[str, Any]:
+        """Validate `data` against the model fields; return {name or attname: value}."""
+        if not isinstance(data, Mapping):
+            raise ValidationError({"__all__": ["Give a mapping of field names to values."]})
+        spec = self._spec
+        errors: dict[str, list[str]] = {}
+        values: dict[str, Any] = {}
+        given: set[str] = set()
+        for key, raw in data.items():
+            field = spec.writable.get(key) if isinstance(key, str) else None
+            if field is None:
+                errors[str(key)] = ["Unknown field."]
+                continue
+            if field.name in given:
+                errors[field.name] = [f"Given twice (as {field.name} and {field.attname})."]
+                continue
+            given.add(field.name)
+            try:
+                name, value = self.__clean_value(field, key, raw)
+            except DjangoValidationError as exc:
+                errors[field.name] = list(exc.messages)
+                continue
+            values[name] = value
+        if creating:
+            for name in spec.required:
+                if name not in given and name not in errors:
+                    errors[name] = ["This field is required."]
+        if errors:
+            raise ValidationError(errors)
+        return values
+
+    @staticmethod
+    def __clean_value(field: models.Field[Any, Any], key: str, raw: Any) -> tuple[str, Any]:
+        if raw is None:
+            if not field.null:
+                raise DjangoValidationError("This field cannot be null.")
+            return key, None
+        if isinstance(raw, str) and "\x00" in raw:
+            raise DjangoValidationError("Null characters are not allowed.")
+        if field.is_relation:
+            related = field.related_model
+            if isinstance(raw, models.Model):
+                if not isinstance(raw, related):  # type: ignore[arg-type]
+                    raise DjangoValidationError(f"Expected a {related.__name__} or its key.")  # type: ignore[union-attr]
+                if key == field.name:
+                    return key, raw
+                raw = raw.pk
+            if isinstance(raw, bool):
+                raise DjangoValidationError("Enter a valid key.")
+            target = field.target_field  # type: ignore[attr-defined]
+            try:
+                return field.attname, target.to_python(raw)
+            except (TypeError, ValueError, AttributeError, OverflowError):
+                raise DjangoValidationError("Enter a valid key.") from None
+        try:
+            return key, field.clean(raw, None)
+        except (TypeError, ValueError, AttributeError, OverflowError, decimal.InvalidOperation):
+            raise DjangoValidationError("Enter a valid value.") from None
+
+    @staticmethod
+    def __unique(queryset: QuerySet[ModelT]) -> list[ModelT]:
+        """Evaluate `queryset`, dropping repeats that joins through filters can produce."""
+        seen: set[Any] = set()
+        rows = []
+        for row in queryset:
+            if row.pk not in seen:
+                seen.add(row.pk)
+                rows.append(row)
+        return rows
+
+    def __changed_names(self, values: Mapping[str, Any]) -> list[str]:
+        return [self._spec.writable[key].name for key in values]
+
+    def __bookkeeping(self, values: Mapping[str, Any], *, now: Any = None) -> dict[str, Any]:
+        updates = dict(values)
+        if self._spec.has_updated_at:
+            updates["updated_at"] = now or timezone.now()
+        if self._spec.versioned:
+            updates["version"] = F("version") + 1
+        return updates
+
+    def __snapshot(self, instance: models.Model) -> dict[str, Any]:
+        return snapshot(instance, self._spec.audit_fields)
+
+    def __entry(self, action: str, instance: models.Model, changes: dict[str, Any]) -> AuditEntry:
+        return AuditEntry(action, self._spec.entity_type, str(instance.pk), changes)
+
+    def __audit(self, entries: Sequence[AuditEntry]) -> None:
+        record(entries, using=self.using)
+
+
+_label_methods(BaseRepository)

@@ -1,0 +1,334 @@
+"""Translate database errors into typed repository errors by their PostgreSQL SQLSTATE."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import ContextDecorator
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from django.apps import apps
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import Error as DjangoDatabaseError
+from django.db.models.expressions import F
+
+from repositories.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidQueryError,
+    NotFoundError,
+    QueryTimeoutError,
+    RepositoryError,
+    TransactionConflictError,
+    ValidationError,
+)
+
+#: SQLSTATEs that a retrying transaction wrapper handles; they pass through untouched.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+#: SQLSTATEs (or classes, as two-character prefixes) meaning the connection is gone.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25P03"})
+_UNAVAILABLE_CLASSES = frozenset({"08"})
+
+#: The exception types `translate_errors` converts.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (DjangoDatabaseError, psycopg.Error)
+
+_KEY_DETAIL = re.compile(r"Key \((?P<columns>.+?)\)=")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SQL_WORDS = frozenset({"lower", "upper", "text", "varchar", "coalesce", "trim", "citext"})
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """Yield `exc` and every exception it was raised from or during, once each."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _psycopg_error(exc: BaseException) -> psycopg.Error | None:
+    for item in _chain(exc):
+        if isinstance(item, psycopg.Error):
+            return item
+    return None
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """Return the SQLSTATE of the psycopg error behind `exc` (Django wraps it), if any."""
+    for item in _chain(exc):
+        state = getattr(item, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        diag = getattr(item, "diag", None)
+        state = getattr(diag, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Return True for serialization failures and deadlocks (SQLSTATE 40001, 40P01)."""
+    return sqlstate_of(exc) in RETRYABLE_SQLSTATES
+
+
+def _diag(exc: BaseException, attribute: str) -> str | None:
+    error = _psycopg_error(exc)
+    if error is None:
+        return None
+    value = getattr(error.diag, attribute, None)
+    return value if isinstance(value, str) and value else None
+
+
+def _model_for_table(table: str | None, fallback: type[models.Model] | None) -> Any:
+    if table:
+        for candidate in apps.get_models():
+            if candidate._meta.db_table == table:
+                return candidate
+    return fallback
+
+
+def _field_for_column(model: Any, column: str) -> str:
+    if model is not None:
+        for field in model._meta.concrete_fields:
+            if field.column == column:
+                return str(field.name)
+    return column
+
+
+def _expression_fields(expression: Any) -> list[str]:
+    """Return the field names an index expression such as Lower("email") reads."""
+    names: list[str] = []
+    for node in expression.flatten():
+        name = getattr(node, "name", None) if isinstance(node, F) else None
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
+
+
+def _constraint_fields(model: Any, name: str | None) -> list[str] | None:
+    """Return the field names of the unique/check constraint `name` declared on `model`."""
+    if model is None or not name:
+        return None
+    for constraint in [*model._meta.constraints, *model._meta.indexes]:
+        if getattr(constraint, "name", None) != name:
+            continue
+        fields = list(getattr(constraint, "fields", ()) or ())
+        for expression in getattr(constraint, "expressions", ()) or ():
+            fields.extend(f for f in _expression_fields(expression) if f not in fields)
+        condition = getattr(constraint, "condition", None)
+        if not fields and isinstance(constraint, models.CheckConstraint):
+            fields = _q_fields(condition)
+        return [f.split("__", 1)[0].split(".", 1)[0] for f in fields]
+    for field in model._meta.concrete_fields:
+        # PostgreSQL names the constraint behind `unique=True` "<table>_<column>_key" (or a
+        # Django-generated "<table>_<column>_<hash>_uniq").
+        if field.unique and not field.primary_key and field.column in name:
+            return [str(field.name)]
+    return None
+
+
+def _q_fields(condition: Any) -> list[str]:
+    names: list[str] = []
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, models.Q):
+            stack.extend(reversed(node.children))
+        elif isinstance(node, tuple) and node and isinstance(node[0], str):
+            name = node[0].split("__", 1)[0]
+            if name not in names:
+                names.append(name)
+            other = getattr(node[1], "name", None) if isinstance(node[1], F) else None
+            if isinstance(other, str) and other not in names:
+                names.append(other)
+    return names
+
+
+def _detail_fields(model: Any, detail: str | None) -> list[str]:
+    """Return the fields named in a detail like 'Key (lower(email::text))=(a@b.c) ...'."""
+    if not detail:
+        return []
+    match = _KEY_DETAIL.search(detail)
+    if match is None:
+        return []
+    fields: list[str] = []
+    for token in _IDENTIFIER.findall(match.group("columns")):
+        if token.lower() in _SQL_WORDS:
+            continue
+        name = _field_for_column(model, token)
+        if name not in fields:
+            fields.append(name)
+    return fields
+
+
+def _check_message(model: Any, constraint: str | None, primary: str | None) -> str:
+    if model is not None and constraint:
+        for candidate in model._meta.constraints:
+            if candidate.name == constraint and isinstance(candidate, models.CheckConstraint):
+                message = str(candidate.violation_error_message or "")
+                if message and "%(name)s" not in message:
+                    return message
+                return f"breaks the rule {constraint}"
+    if primary and "violates check constraint" not in primary:
+        return primary
+    return f"breaks the rule {constraint}" if constraint else (primary or "invalid value")
+
+
+def _conflict(exc: BaseException, model: Any, state: str) -> ConflictError:
+    constraint = _diag(exc, "constraint_name")
+    target = _model_for_table(_diag(exc, "table_name"), model)
+    fields = _constraint_fields(target, constraint) or _detail_fields(
+        target, _diag(exc, "message_detail")
+    )
+    entity = target._meta.model_name if target is not None else "row"
+    if state == "23P01":
+        message = f"{entity} overlaps an existing row ({constraint})"
+    elif fields:
+        message = f"a {entity} with this {', '.join(fields)} already exists"
+    else:
+        message = f"a {entity} with these values already exists ({constraint})"
+    return ConflictError(message, fields=fields, constraint=constraint)
+
+
+def _integrity(exc: BaseException, model: Any, state: str) -> ValidationError:
+    constraint = _diag(exc, "constraint_name")
+    target = _model_for_table(_diag(exc, "table_name"), model)
+    column = _diag(exc, "column_name")
+    primary = _diag(exc, "message_primary")
+    if state == "23502":
+        field = _field_for_column(target, column) if column else "__all__"
+        return ValidationError({field: ["This field cannot be null."]})
+    if state == "23503":
+        detail = _diag(exc, "message_detail") or ""
+        fields = _detail_fields(target, detail) or ["__all__"]
+        if "still referenced" in detail:
+            referrer = re.search(r'from table "(?P<table>[^"]+)"', detail)
+            where = referrer.group("table") if referrer else "another table"
+            return ValidationError({"__all__": [f"the row is still referenced from {where}"]})
+        referenced = re.search(r'in table "(?P<table>[^"]+)"', detail)
+        where = referenced.group("table") if referenced else "the referenced table"
+        return ValidationError({f: [f"refers to a row missing from {where}"] for f in fields})
+    if state == "23514":
+        fields = _constraint_fields(target, constraint) or ["__all__"]
+        message = _check_message(target, constraint, primary)
+        return ValidationError({f: [message] for f in fields})
+    fields = [_field_for_column(target, column)] if column else ["__all__"]
+    return ValidationError({f: [primary or str(exc)] for f in fields})
+
+
+def _is_unavailable(exc: BaseException, state: str | None) -> bool:
+    if state is not None:
+        return state in _UNAVAILABLE_SQLSTATES or state[:2] in _UNAVAILABLE_CLASSES
+    # Without a SQLSTATE: a closed connection, a failed connect or an exhausted pool.
+    for item in _chain(exc):
+        if isinstance(item, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        if type(item).__name__ in {"OperationalError", "InterfaceError"} and isinstance(
+            item, DjangoDatabaseError
+        ):
+            return True
+    return False
+
+
+def translate(exc: BaseException, *, model: Any = None, reading: bool = False) -> RepositoryError:
+    """Return the repository error for a database error (to raise `from` it).
+
+    The mapping follows the SQLSTATE of the psycopg error behind Django's wrapper:
+    23505/23P01 → ConflictError; 23502/23503/23514/22xxx and other integrity errors →
+    ValidationError; 57014/55P03 → QueryTimeoutError; 57P0x/08xxx/25P03, closed connections
+    and pool timeouts → DatabaseUnavailableError; 40001/40P01 → TransactionConflictError.
+    With `reading=True` (the error came from a read built from caller input) invalid values
+    become InvalidQueryError instead of ValidationError.
+    """
+    error = _translate(exc, model)
+    if reading and isinstance(error, ValidationError):
+        return InvalidQueryError(error.errors)
+    return error
+
+
+def _translate(exc: BaseException, model: Any) -> RepositoryError:
+    if isinstance(exc, RepositoryError):
+        return exc
+    if isinstance(exc, ObjectDoesNotExist):
+        entity = model.__name__ if model is not None else "object"
+        return NotFoundError(entity, None)
+    state = sqlstate_of(exc)
+    primary = _diag(exc, "message_primary") or str(exc).strip() or type(exc).__name__
+    if state in {"23505", "23P01"}:
+        return _conflict(exc, model, state)
+    if state is not None and state.startswith(("23", "22")):
+        return _integrity(exc, model, state)
+    if state == "57014":
+        return QueryTimeoutError("statement", f"statement timeout: {primary}")
+    if state == "55P03":
+        return QueryTimeoutError("lock", f"lock timeout: {primary}")
+    if state in RETRYABLE_SQLSTATES:
+        return TransactionConflictError(1)
+    if _is_unavailable(exc, state):
+        return DatabaseUnavailableError(f"database unavailable: {primary}")
+    if state is None and isinstance(exc, models.ProtectedError | models.RestrictedError):
+        return ValidationError({"__all__": [str(exc.args[0]) if exc.args else primary]})
+    if state is None and _is_integrity_or_data(exc):
+        return ValidationError({"__all__": [primary]})
+    suffix = f" (SQLSTATE {state})" if state else ""
+    return RepositoryError(f"database error{suffix}: {primary}")
+
+
+def _is_integrity_or_data(exc: BaseException) -> bool:
+    return any(
+        isinstance(item, psycopg.IntegrityError | psycopg.DataError)
+        or type(item).__name__ in {"IntegrityError", "DataError"}
+        for item in _chain(exc)
+    )
+
+
+def discard_broken_connection(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Close the connection `using` so that the next query opens (or checks out) a fresh one.
+
+    Inside an atomic block Django marks the block for rollback and drops the connection when
+    the outermost block exits.
+    """
+    connection = connections[using]
+    try:
+        connection.close()
+    except DATABASE_ERRORS:
+        # The socket is already dead; forget it so the next call reconnects.
+        connection.connection = None
+
+
+class translate_errors(ContextDecorator):  # lower case: used like a function
+    """Re-raise database errors inside the block as `RepositoryError` subclasses.
+
+    Use as ``with translate_errors(model=Product):`` or ``@translate_errors()``. The original
+    error is chained as ``__cause__``. Serialization failures and deadlocks (40001, 40P01)
+    pass through untouched so an outer ``transactional`` can retry them. After a lost
+    connection, the broken connection is closed so the next call works.
+    """
+
+    def __init__(
+        self, model: Any = None, *, using: str = DEFAULT_DB_ALIAS, reading: bool = False
+    ) -> None:
+        self.model = model
+        self.using = using
+        self.reading = reading
+
+    def __enter__(self) -> translate_errors:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, DATABASE_ERRORS) or is_retryable(exc):
+            return
+        error = translate(exc, model=self.model, reading=self.reading)
+        if isinstance(error, DatabaseUnavailableError):
+            discard_broken_connection(self.using)
+        raise error from exc

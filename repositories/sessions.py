@@ -1,0 +1,372 @@
+"""Login sessions: issue tokens, validate them, revoke them, purge expired ones."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import django_filters as filters
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_ipv46_address
+from django.db import connections
+from django.db.models import Count
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from domain.models import User, UserSession
+from repositories.audit import AuditEntry, entity_type_of, record, snapshot
+from repositories.base import BaseRepository
+from repositories.error_mapping import translate_errors
+from repositories.errors import NotFoundError, ValidationError
+from repositories.filters import StrictFilterSet
+from repositories.transactions import atomic
+
+#: Bytes of randomness in a token: 256 bits, URL-safe base64 (43 characters).
+TOKEN_BYTES = 32
+#: `validate` writes `last_seen_at` at most this often per session.
+TOUCH_INTERVAL = timedelta(minutes=1)
+# Longer inputs cannot be tokens we issued: rejected before hashing.
+_MAX_TOKEN_LENGTH = 256
+_MAX_REASON_LENGTH = UserSession._meta.get_field("revoked_reason").max_length or 200
+_ENTITY = entity_type_of(UserSession)
+_MIN_TTL = timedelta(seconds=1)
+# Audit rows never hold the token hash (nor, of course, the token).
+_AUDITED_FIELDS = tuple(
+    f.attname for f in UserSession._meta.concrete_fields if f.name != "token_hash"
+)
+
+_TOUCH_SQL = (
+    "UPDATE user_sessions SET last_seen_at = now() "
+    "WHERE id = %s AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 minute') "
+    "RETURNING last_seen_at"
+)
+_REVOKE_ALL_SQL = (
+    "UPDATE user_sessions SET revoked_at = %s, revoked_reason = %s, updated_at = %s "
+    "WHERE user_id = %s AND revoked_at IS NULL AND expires_at > %s "
+    "AND id IS DISTINCT FROM %s::uuid "
+    "RETURNING id"
+)
+# One short batch: rows another cleanup (or a revoke) holds are skipped, not waited for.
+_CLEANUP_SQL = (
+    "DELETE FROM user_sessions WHERE id IN ("
+    "SELECT id FROM user_sessions WHERE expires_at <= now() "
+    "LIMIT %s FOR UPDATE SKIP LOCKED) "
+    "RETURNING id, user_id"
+)
+
+
+@dataclass(frozen=True)
+class SuspiciousUser:
+    """A user whose recent sessions came from many addresses (`suspicious_users`)."""
+
+    user_id: uuid.UUID
+    email: str
+    distinct_ips: int
+    sessions: int
+
+
+def hash_token(token: str) -> str:
+    """Return the SHA-256 hex digest stored for `token`."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_uuid(value: object) -> uuid.UUID | None:
+    """Return `value` as a UUID, or None when it cannot be one (wrong type or malformed)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return None
+
+
+class UserSessionFilterSet(StrictFilterSet):
+    """Criteria for listing sessions (`find_many`, `count`, paginations)."""
+
+    user = filters.UUIDFilter(field_name="user_id")
+    ip_address = filters.CharFilter(field_name="ip_address", validators=[validate_ipv46_address])
+    revoked = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    expires_after = filters.IsoDateTimeFilter(field_name="expires_at", lookup_expr="gte")
+    expires_before = filters.IsoDateTimeFilter(field_name="expires_at", lookup_expr="lt")
+
+    class Meta:
+        model = UserSession
+        fields: tuple[str, ...] = ()
+
+
+class SessionRepository(BaseRepository[UserSession]):
+    """Issue, validate and revoke login sessions; only token hashes are ever stored.
+
+    Audit rows never contain a token or its hash. Sessions of deleted or inactive users
+    are never valid, whatever their expiry.
+    """
+
+    model = UserSession
+    filterset_class = UserSessionFilterSet
+    sortable_fields = ("created_at", "expires_at", "last_seen_at")
+    default_order = ("-created_at",)
+    select_related = ("user",)
+    audit_exclude = ("token_hash",)
+
+    def create_session(
+        self,
+        user_id: Any,
+        *,
+        ip_address: str | None = None,
+        user_agent: str = "",
+        ttl: timedelta | None = None,
+    ) -> tuple[UserSession, str]:
+        """Open a session for a live, active user; return it and its token.
+
+        The token (256 bits from `secrets`) is returned once and never stored: keep it.
+        `ttl` defaults to settings.REPOSITORIES["SESSION_TTL_SECONDS"].
+        Raises NotFoundError for an unknown, malformed or deleted user, ValidationError
+        for an inactive user or bad arguments. Queries: the user, then the insert and its
+        audit row in one transaction.
+        """
+        lifetime = _ttl(ttl)
+        address = _ip(ip_address)
+        if not isinstance(user_agent, str):
+            raise ValidationError({"user_agent": ["Enter a string."]})
+        key = parse_uuid(user_id)
+        if key is None:
+            raise NotFoundError("User", user_id)
+        with translate_errors(UserSession, using=self.using):
+            user = User.objects.db_manager(self.using).filter(pk=key).first()
+        if user is None:
+            raise NotFoundError("User", user_id)
+        if not user.is_active:
+            raise ValidationError({"user_id": ["This user is inactive and cannot log in."]})
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        now = timezone.now()
+        session = UserSession(
+            user=user,
+            token_hash=hash_token(token),
+            ip_address=address,
+            user_agent=user_agent,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + lifetime,
+        )
+        with translate_errors(UserSession, using=self.using), atomic(using=self.using):
+            session.save(force_insert=True, using=self.using)
+            changes = snapshot(session, _AUDITED_FIELDS)
+            record([AuditEntry("created", _ENTITY, str(session.pk), changes)], using=self.using)
+        return session, token
+
+    def validate(self, token: object) -> UserSession | None:
+        """Return the live session for `token` with its user loaded, or None.
+
+        None for an empty, malformed, unknown, expired or revoked token and for a deleted
+        or inactive user. One query; a second one (a conditional UPDATE) refreshes
+        `last_seen_at` when it is more than a minute old, so busy sessions write at most
+        once a minute however many requests validate them.
+        """
+        if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_LENGTH:
+            return None
+        with translate_errors(UserSession, using=self.using):
+            session = (
+                UserSession.objects.using(self.using)
+                .select_related("user")
+                .filter(
+                    token_hash=hash_token(token),
+                    revoked_at__isnull=True,
+                    expires_at__gt=Now(),
+                    user__deleted_at__isnull=True,
+                    user__is_active=True,
+                )
+                .first()
+            )
+            if session is not None and _due_for_touch(session.last_seen_at):
+                with connections[self.using].cursor() as cursor:
+                    cursor.execute(_TOUCH_SQL, [session.pk])
+                    row = cursor.fetchone()
+                if row is not None:
+                    session.last_seen_at = row[0]
+        return session
+
+    def revoke(self, session_id: Any, *, reason: str) -> UserSession:
+        """Revoke one session and return it (user loaded); revoking twice changes nothing.
+
+        Raises NotFoundError for an unknown or malformed id. 3 queries (2 when the
+        session was already revoked).
+        """
+        reason = _reason(reason)
+        key = parse_uuid(session_id)
+        if key is None:
+            raise NotFoundError("UserSession", session_id)
+        with translate_errors(UserSession, using=self.using), atomic(using=self.using):
+            now = timezone.now()
+            changed = (
+                UserSession.objects.using(self.using)
+                .filter(pk=key, revoked_at__isnull=True)
+                .update(revoked_at=now, revoked_reason=reason, updated_at=now)
+            )
+            if changed:
+                record([_revoked_entry(key, now, reason)], using=self.using)
+            session = (
+                UserSession.objects.using(self.using).select_related("user").filter(pk=key).first()
+            )
+        if session is None:
+            raise NotFoundError("UserSession", session_id)
+        return session
+
+    def revoke_all(self, user_id: Any, *, except_id: Any = None, reason: str = "revoked") -> int:
+        """Revoke every live session of a user, except `except_id`; return how many.
+
+        One UPDATE plus one audit INSERT (one row per revoked session). An unknown or
+        malformed user id revokes nothing; a malformed `except_id` excludes nothing.
+        """
+        reason = _reason(reason)
+        key = parse_uuid(user_id)
+        if key is None:
+            return 0
+        keep = parse_uuid(except_id) if except_id is not None else None
+        with translate_errors(UserSession, using=self.using), atomic(using=self.using):
+            now = timezone.now()
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(_REVOKE_ALL_SQL, [now, reason, now, key, now, keep])
+                revoked = [row[0] for row in cursor.fetchall()]
+            record([_revoked_entry(sid, now, reason) for sid in revoked], using=self.using)
+        return len(revoked)
+
+    def active_for_user(self, user_id: Any) -> list[UserSession]:
+        """Return the user's valid sessions, newest first, with the user loaded (1 query).
+
+        Empty for an unknown, malformed, deleted or inactive user.
+        """
+        key = parse_uuid(user_id)
+        if key is None:
+            return []
+        with translate_errors(UserSession, using=self.using):
+            return list(
+                UserSession.objects.using(self.using)
+                .select_related("user")
+                .filter(
+                    user_id=key,
+                    revoked_at__isnull=True,
+                    expires_at__gt=Now(),
+                    user__deleted_at__isnull=True,
+                    user__is_active=True,
+                )
+                .order_by("-created_at", "-id")
+            )
+
+    def cleanup_expired(self, *, batch_size: int = 1000) -> int:
+        """Delete expired sessions in batches; return how many were deleted.
+
+        A session is deleted once `expires_at` has passed, revoked or not: revoked
+        sessions stay until then (for `suspicious_users` and investigations), and no
+        session outlives its expiry by more than a cleanup interval. Each batch of at
+        most `batch_size` rows is its own short transaction (DELETE of a `FOR UPDATE SKIP
+        LOCKED` selection, so concurrent cleanups never wait for each other) with one
+        audit INSERT; call it outside a transaction so the batches really commit apart.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError({"batch_size": ["Enter a whole number of at least 1."]})
+        total = 0
+        while True:
+            with translate_errors(UserSession, using=self.using), atomic(using=self.using):
+                with connections[self.using].cursor() as cursor:
+                    cursor.execute(_CLEANUP_SQL, [batch_size])
+                    deleted = cursor.fetchall()
+                record(
+                    [
+                        AuditEntry("deleted", _ENTITY, str(sid), {"user_id": str(uid)})
+                        for sid, uid in deleted
+                    ],
+                    using=self.using,
+                )
+            total += len(deleted)
+            if len(deleted) < batch_size:
+                return total
+
+    def suspicious_users(self, *, window: timedelta, min_distinct_ips: int) -> list[SuspiciousUser]:
+        """Return users with sessions opened from at least `min_distinct_ips` addresses
+        within the last `window`, most addresses first (one query).
+
+        Counts every session created in the window, revoked, expired or not, and users
+        deleted since; sessions without an address count as sessions but not as addresses.
+        """
+        if not isinstance(window, timedelta) or window <= timedelta(0):
+            raise ValidationError({"window": ["Enter a positive timedelta."]})
+        if (
+            isinstance(min_distinct_ips, bool)
+            or not isinstance(min_distinct_ips, int)
+            or min_distinct_ips < 1
+        ):
+            raise ValidationError({"min_distinct_ips": ["Enter a whole number of at least 1."]})
+        since = timezone.now() - window
+        with translate_errors(UserSession, using=self.using):
+            rows = (
+                UserSession.objects.using(self.using)
+                .filter(created_at__gte=since)
+                .values("user_id", "user__email")
+                .annotate(distinct_ips=Count("ip_address", distinct=True), sessions=Count("id"))
+                .filter(distinct_ips__gte=min_distinct_ips)
+                .order_by("-distinct_ips", "-sessions", "user_id")
+            )
+            return [
+                SuspiciousUser(
+                    user_id=row["user_id"],
+                    email=row["user__email"],
+                    distinct_ips=row["distinct_ips"],
+                    sessions=row["sessions"],
+                )
+                for row in rows
+            ]
+
+
+def _ttl(ttl: object) -> timedelta:
+    if ttl is None:
+        return timedelta(seconds=cast(int, settings.REPOSITORIES["SESSION_TTL_SECONDS"]))
+    if not isinstance(ttl, timedelta) or ttl < _MIN_TTL:
+        raise ValidationError({"ttl": ["Enter a timedelta of at least one second."]})
+    return ttl
+
+
+def _ip(address: object) -> str | None:
+    if address is None or address == "":
+        return None
+    if not isinstance(address, str):
+        raise ValidationError({"ip_address": ["Enter a valid IPv4 or IPv6 address."]})
+    try:
+        validate_ipv46_address(address)
+    except DjangoValidationError as exc:
+        raise ValidationError({"ip_address": list(exc.messages)}) from None
+    return address
+
+
+def _reason(reason: object) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError({"reason": ["Enter a non-empty string."]})
+    if len(reason) > _MAX_REASON_LENGTH:
+        raise ValidationError(
+            {"reason": [f"Ensure this value has at most {_MAX_REASON_LENGTH} characters."]}
+        )
+    return reason.strip()
+
+
+def _due_for_touch(last_seen_at: datetime | None) -> bool:
+    return last_seen_at is None or last_seen_at < timezone.now() - TOUCH_INTERVAL
+
+
+def _revoked_entry(session_id: uuid.UUID, when: datetime, reason: str) -> AuditEntry:
+    return AuditEntry(
+        "revoked",
+        _ENTITY,
+        str(session_id),
+        {
+            "revoked_at": {"old": None, "new": when.isoformat()},
+            "revoked_reason": {"old": "", "new": reason},
+        },
+    )

@@ -1,0 +1,211 @@
+"""User accounts: lookup by email, active-user listings, verification, passwords."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import django_filters as filters
+from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator
+from django.db.models import Q, QuerySet
+
+from domain.models import User
+from repositories.base import BaseRepository
+from repositories.error_mapping import translate_errors
+from repositories.errors import InvalidQueryError, ValidationError
+from repositories.filters import StrictFilterSet
+from repositories.sessions import SessionRepository
+from repositories.transactions import atomic
+
+_EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length or 254
+_validate_email = EmailValidator()
+
+
+class UserFilterSet(StrictFilterSet):
+    """Criteria for listing users: verification, join dates, name and email contains."""
+
+    email_verified = filters.BooleanFilter()
+    is_active = filters.BooleanFilter()
+    joined_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    joined_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    name = filters.CharFilter(method="filter_name")
+    email = filters.CharFilter(field_name="email", lookup_expr="icontains")
+
+    class Meta:
+        model = User
+        fields: tuple[str, ...] = ()
+
+    def filter_name(self, queryset: QuerySet[User], name: str, value: str) -> QuerySet[User]:
+        """Keep users whose first or last name contains every word of `value`."""
+        for word in value.split():
+            queryset = queryset.filter(Q(first_name__icontains=word) | Q(last_name__icontains=word))
+        return queryset
+
+
+class UserRepository(BaseRepository[User]):
+    """Read and write user accounts; soft-deleted users are invisible unless stated.
+
+    Emails are stripped and keep their case, but are unique case-insensitively among
+    live users: soft-deleting a user frees the email, and `restore` then raises
+    ConflictError (fields ("email",), with_deleted_row=True) if it was taken meanwhile.
+    Passwords are only ever stored hashed (Django's hashers, after its password
+    validators), and audit rows show them as "[redacted]".
+    """
+
+    model = User
+    filterset_class = UserFilterSet
+    sortable_fields = ("email", "created_at", "last_name")
+    default_order = ("-created_at",)
+
+    def find_by_email(self, email: str) -> User | None:
+        """Return the live user with this email (any case), or None (one query).
+
+        Uses the unique index on lower(email). Raises InvalidQueryError for a non-string.
+        """
+        if not isinstance(email, str):
+            raise InvalidQueryError({"email": ["Enter a string."]})
+        if not email.strip():
+            return None
+        with translate_errors(User, using=self.using):
+            return User.objects.db_manager(self.using).get_queryset().with_email(email).first()
+
+    def find_active_users(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[User]:
+        """Return live, active users matching `filters` (see UserFilterSet), one query.
+
+        Offset and cursor pages of the same listing: `paginate`/`paginate_cursor` with
+        `{"is_active": True, ...}`.
+        """
+        return self.find_many(
+            self._active_filters(filters), order_by=order_by, limit=limit, offset=offset
+        )
+
+    def create(self, data: Mapping[str, Any]) -> User:
+        """Create a user; a "password" is validated and stored hashed (absent: unusable).
+
+        Raises ConflictError when a live user has the email (any case).
+        """
+        return super().create(self._prepare(data, user=None, creating=True))
+
+    def create_many(
+        self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000
+    ) -> list[User]:
+        """Create users set-based; each row's "password" is validated and hashed."""
+        if isinstance(rows, Iterable) and not isinstance(rows, str | bytes | Mapping):
+            rows = [self._prepare(row, user=None, creating=True) for row in rows]
+        return super().create_many(rows, batch_size=batch_size)
+
+    def update(
+        self, id: object, data: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> User:
+        """Update a live user; a new "password" is hashed and revokes all their sessions.
+
+        The password change, the revocation and their audit rows share one transaction.
+        """
+        if not isinstance(data, Mapping) or "password" not in data:
+            return super().update(
+                id, self._prepare(data, user=None), expected_version=expected_version
+            )
+        with atomic(using=self.using):
+            user = self.get_by_id(id)
+            prepared = self._prepare(data, user=user)
+            updated = super().update(id, prepared, expected_version=expected_version)
+            SessionRepository(using=self.using).revoke_all(updated.pk, reason="password_changed")
+        return updated
+
+    def update_many(self, filters: Mapping[str, Any] | None, data: Mapping[str, Any]) -> int:
+        """Update matching live users set-based; passwords cannot be set in bulk."""
+        if isinstance(data, Mapping) and "password" in data:
+            raise ValidationError(
+                {"password": ["Set passwords one user at a time with set_password()."]}
+            )
+        return super().update_many(filters, self._prepare(data, user=None))
+
+    def verify_email(self, id: object) -> User:
+        """Mark the user's email verified (idempotent) and return the user."""
+        return self.update(id, {"email_verified": True})
+
+    def set_password(self, id: object, raw: str) -> User:
+        """Validate and hash `raw` as the user's password, revoking all their sessions.
+
+        Runs Django's AUTH_PASSWORD_VALIDATORS (ValidationError on failure). The hash
+        write, the revocation (reason "password_changed") and the audit rows, where the
+        password shows as "[redacted]", commit together.
+        """
+        if not isinstance(raw, str) or not raw:
+            raise ValidationError({"password": ["Enter a non-empty string."]})
+        return self.update(id, {"password": raw})
+
+    def soft_delete(self, id: object) -> User:
+        """Soft-delete the user, freeing the email, and revoke all their sessions."""
+        with atomic(using=self.using):
+            user = super().soft_delete(id)
+            SessionRepository(using=self.using).revoke_all(user.pk, reason="user_deleted")
+        return user
+
+    def _active_filters(self, filters: Mapping[str, Any] | None) -> dict[str, Any]:
+        if filters is None:
+            return {"is_active": True}
+        if not isinstance(filters, Mapping):
+            raise InvalidQueryError("filters must be a mapping of filter names to values")
+        if "is_active" in filters:
+            raise InvalidQueryError(
+                {"is_active": ["find_active_users always lists active users; use find_many."]}
+            )
+        return {**filters, "is_active": True}
+
+    def _prepare(self, data: Any, *, user: User | None, creating: bool = False) -> Any:
+        """Return `data` with the email normalised and any password validated and hashed.
+
+        Anything that is not a mapping is passed on for the base class to refuse.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        prepared = dict(data)
+        if "email" in prepared:
+            prepared["email"] = _normalise_email(prepared["email"])
+        if "password" in prepared:
+            prepared["password"] = _hash_password(prepared["password"], user, prepared)
+        elif creating:
+            prepared["password"] = make_password(None)  # unusable until one is set
+        return prepared
+
+
+def _normalise_email(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError({"email": ["Enter a valid email address."]})
+    email = value.strip()
+    if len(email) > _EMAIL_MAX_LENGTH:
+        raise ValidationError(
+            {"email": [f"Ensure this value has at most {_EMAIL_MAX_LENGTH} characters."]}
+        )
+    try:
+        _validate_email(email)
+    except DjangoValidationError as exc:
+        raise ValidationError({"email": list(exc.messages)}) from None
+    return email
+
+
+def _hash_password(raw: object, user: User | None, data: Mapping[str, Any]) -> str:
+    if raw is None:
+        return make_password(None)  # an unusable password: no login until one is set
+    if not isinstance(raw, str) or not raw:
+        raise ValidationError({"password": ["Enter a non-empty string."]})
+    subject = user
+    if subject is None:
+        attributes = {k: data[k] for k in ("email", "first_name", "last_name") if k in data}
+        subject = User(**{k: v for k, v in attributes.items() if isinstance(v, str)})
+    try:
+        password_validation.validate_password(raw, subject)
+    except DjangoValidationError as exc:
+        raise ValidationError({"password": list(exc.messages)}) from None
+    return make_password(raw)

@@ -45,6 +45,9 @@ class RawCounter:
     def cursor(self) -> Any:
         return self.conn.cursor()
 
+    def transaction(self) -> Any:
+        return self.conn.transaction()
+
 
 @dataclass
 class Variant:
@@ -77,6 +80,8 @@ class VariantResult:
     queries_per_op: float | None = None
     unit_items: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Items per second measured directly (throughput runs), instead of from the median.
+    rate: float | None = None
 
     @property
     def median_ms(self) -> float:
@@ -88,7 +93,9 @@ class VariantResult:
 
     @property
     def throughput(self) -> float | None:
-        """Items per second at the median, when an operation handles several items."""
+        """Items per second: measured, or at the median when an operation handles several."""
+        if self.rate is not None:
+            return self.rate
         if self.unit_items <= 1 or not self.samples_ms:
             return None
         return self.unit_items / (self.median_ms / 1000)
@@ -134,11 +141,15 @@ class ScenarioResult:
     seconds: float = 0.0
 
     def ratio(self, a: str, b: str) -> float | None:
-        """Median time of variant `a` divided by that of `b`."""
+        """Cost of variant `a` over that of `b`: median time per item (or 1 / items per s)."""
         va, vb = self.variants.get(a), self.variants.get(b)
-        if not va or not vb or not va.samples_ms or not vb.samples_ms or vb.median_ms == 0:
+        if not va or not vb:
             return None
-        return va.median_ms / vb.median_ms
+        if va.rate is not None and vb.rate is not None:
+            return vb.rate / va.rate if va.rate else None
+        if not va.samples_ms or not vb.samples_ms or vb.median_ms == 0:
+            return None
+        return (va.median_ms / va.unit_items) / (vb.median_ms / vb.unit_items)
 
     def as_dict(self) -> dict[str, Any]:
         variants = {}

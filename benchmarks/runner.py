@@ -161,12 +161,12 @@ def format_report(report: dict[str, Any]) -> str:
         "max_wal_size={max_wal_size}  work_mem={work_mem}  "
         "synchronous_commit={synchronous_commit}".format(**server)
     )
-    header = f"{'scenario':<15} {'variant':<22} {'median':>10} {'p95':>10} {'q/op':>7} {'items/s':>10} {'×naive':>8} {'×raw':>7}"
+    header = f"{'scenario':<15} {'variant':<28} {'median':>10} {'p95':>10} {'q/op':>7} {'items/s':>10} {'×naive':>8} {'×raw':>7}"
     lines += ["", header, "-" * len(header)]
     for name, scenario in report["scenarios"].items():
         for vname, v in scenario["variants"].items():
             lines.append(
-                f"{name:<15} {vname:<22} {_ms(v['median_ms']):>10} {_ms(v['p95_ms']):>10} "
+                f"{name:<15} {vname:<28} {_ms(v['median_ms']):>10} {_ms(v['p95_ms']):>10} "
                 f"{_num(v['queries_per_op']):>7} {_num(v['items_per_s'], 0):>10} "
                 f"{_ratio(v['ratio_to_naive'] if vname != NAIVE else None):>8} "
                 f"{_ratio(v['ratio_to_raw'] if vname != RAW else None):>7}"
@@ -193,7 +193,11 @@ def _ms(value: float | None) -> str:
 
 
 def _num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+    if value is None:
+        return "-"
+    if 0 < abs(value) < 1 and digits:
+        return f"{value:.3g}"
+    return f"{value:,.{digits}f}"
 
 
 def _ratio(value: float | None) -> str:

@@ -1,0 +1,564 @@
+"""atomic() and transactional(): savepoints, isolation, timeouts, retries on real conflicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
+
+from domain.models import SystemConfig
+from repositories import transactions
+from repositories.error_mapping import sqlstate_of
+from repositories.errors import (
+    QueryTimeoutError,
+    TransactionConflictError,
+    TransactionUsageError,
+)
+from repositories.transactions import atomic, backoff_seconds, transactional
+from tests.factories import SystemConfigFactory
+
+BARRIER_TIMEOUT = 20
+
+
+def _setting(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return str(cursor.fetchone()[0])
+
+
+def _cause_state(exc: BaseException) -> str | None:
+    return sqlstate_of(exc.__cause__) if exc.__cause__ is not None else None
+
+
+def _raise_serialization_failure() -> None:
+    """Make PostgreSQL itself raise SQLSTATE 40001 (a real database error, not a fake)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DO $$ BEGIN RAISE EXCEPTION 'forced conflict' "
+            "USING ERRCODE = 'serialization_failure'; END $$"
+        )
+
+
+def _in_thread(target: Callable[[], None], errors: list[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+        finally:
+            connections["default"].close()
+
+    return threading.Thread(target=run)
+
+
+def _run_threads(*targets: Callable[[], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    threads = [_in_thread(t, errors) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
+@pytest.fixture
+def recorded_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the backoff pauses and really wait them out (threads racing need them)."""
+    pauses: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(transactions.time, "sleep", sleep)
+    return pauses
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the backoff pauses instead of waiting them out."""
+    pauses: list[float] = []
+    monkeypatch.setattr(transactions.time, "sleep", pauses.append)
+    return pauses
+
+
+# --- atomic: savepoints ----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_inner_failure_rolls_back_only_the_inner_work():
+    with atomic():
+        SystemConfigFactory.create(key="outer")
+        with pytest.raises(RuntimeError), atomic():
+            SystemConfigFactory.create(key="inner")
+            raise RuntimeError
+        SystemConfigFactory.create(key="after")
+    assert sorted(SystemConfig.objects.values_list("key", flat=True)) == ["after", "outer"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_outer_failure_rolls_back_everything():
+    with pytest.raises(RuntimeError), atomic():
+        SystemConfigFactory.create(key="outer")
+        with atomic():
+            SystemConfigFactory.create(key="inner")
+        raise RuntimeError
+    assert not SystemConfig.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_works_as_a_decorator_with_and_without_arguments():
+    @atomic
+    def plain() -> bool:
+        return connection.in_atomic_block
+
+    @atomic(isolation="repeatable read")
+    def configured() -> str:
+        return _setting("transaction_isolation")
+
+    assert plain() is True
+    assert configured() == "repeatable read"
+    assert connection.in_atomic_block is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_same_block_object_can_be_entered_inside_itself():
+    block = atomic()
+    with block:
+        SystemConfigFactory.create(key="one")
+        with pytest.raises(RuntimeError), block:
+            SystemConfigFactory.create(key="two")
+            raise RuntimeError
+    assert list(SystemConfig.objects.values_list("key", flat=True)) == ["one"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_decorated_function_runs_in_parallel_threads():
+    barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
+
+    @atomic(statement_timeout=5000)
+    def work(key: str) -> None:
+        SystemConfigFactory.create(key=key)
+        barrier.wait()
+
+    errors = _run_threads(lambda: work("t1"), lambda: work("t2"))
+    assert errors == []
+    assert SystemConfig.objects.count() == 2
+
+
+# --- atomic: isolation and read-only ------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("read committed", "read committed"),
+        ("repeatable read", "repeatable read"),
+        ("serializable", "serializable"),
+        ("SERIALIZABLE", "serializable"),
+    ],
+)
+def test_atomic_sets_the_isolation_level_of_the_outermost_block(level, expected):
+    with atomic(isolation=level):
+        assert _setting("transaction_isolation") == expected
+    assert _setting("transaction_isolation") == "read committed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_isolation_is_the_first_statement_of_the_transaction(django_assert_num_queries):
+    connection.ensure_connection()
+    with django_assert_num_queries(4) as captured, atomic(isolation="serializable"):
+        SystemConfig.objects.exists()
+    assert [q["sql"] for q in captured.captured_queries] == [
+        "BEGIN",  # logged by Django, sent by psycopg with the next statement
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        'SELECT 1 AS "a" FROM "system_config" LIMIT 1',
+        "COMMIT",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_read_only_refuses_writes():
+    with atomic(read_only=True, isolation="repeatable read"):
+        assert _setting("transaction_read_only") == "on"
+        with pytest.raises(DatabaseError) as raised, atomic():
+            SystemConfigFactory.create()
+    assert sqlstate_of(raised.value) == "25006"
+    assert not SystemConfig.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_refuses_a_different_isolation_inside_a_running_transaction():
+    with atomic(isolation="repeatable read"):
+        with (
+            pytest.raises(TransactionUsageError, match="serializable"),
+            atomic(isolation="serializable"),
+        ):
+            pass  # pragma: no cover - never entered
+        with atomic(isolation="repeatable read"):  # the same level is fine
+            assert _setting("transaction_isolation") == "repeatable read"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_refuses_an_isolation_inside_a_plain_django_transaction():
+    with transaction.atomic():
+        SystemConfig.objects.exists()
+        with pytest.raises(TransactionUsageError), atomic(isolation="serializable"):
+            pass  # pragma: no cover - never entered
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_refuses_read_only_inside_a_read_write_transaction():
+    with (
+        atomic(),
+        pytest.raises(TransactionUsageError, match="read_only"),
+        atomic(read_only=True),
+    ):
+        pass  # pragma: no cover - never entered
+    with atomic(read_only=True), atomic(read_only=True):
+        assert _setting("transaction_read_only") == "on"
+
+
+@pytest.mark.django_db
+def test_atomic_ignores_isolation_inside_the_test_case_transaction():
+    # pytest-django wraps this test in a transaction whose level is already fixed.
+    with atomic(isolation="serializable", read_only=True):
+        SystemConfigFactory.create(key="written")
+    assert SystemConfig.objects.filter(key="written").exists()
+
+
+@pytest.mark.parametrize("level", ["chaos", "read uncommitted", "", 3])
+def test_atomic_rejects_an_unknown_isolation_level(level):
+    with pytest.raises(ValueError, match="isolation"):
+        atomic(isolation=level)
+
+
+# --- atomic: timeouts ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("value", [250, dt.timedelta(milliseconds=250)])
+def test_atomic_sets_statement_and_lock_timeouts_for_the_block(value):
+    with atomic(statement_timeout=value, lock_timeout=value):
+        assert _setting("statement_timeout") == "250ms"
+        assert _setting("lock_timeout") == "250ms"
+    assert _setting("statement_timeout") == "0"
+    assert _setting("lock_timeout") == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_nested_timeout_restores_the_outer_value_when_the_inner_block_ends():
+    with atomic(statement_timeout=dt.timedelta(seconds=5), lock_timeout=3000):
+        with atomic(statement_timeout=100):
+            assert _setting("statement_timeout") == "100ms"
+            assert _setting("lock_timeout") == "3s"
+        assert _setting("statement_timeout") == "5s"
+        with pytest.raises(RuntimeError), atomic(lock_timeout=10):
+            assert _setting("lock_timeout") == "10ms"
+            raise RuntimeError
+        assert _setting("lock_timeout") == "3s"
+        assert _setting("statement_timeout") == "5s"
+
+
+@pytest.mark.django_db
+def test_atomic_nested_timeout_inside_the_test_transaction_is_restored():
+    outer = _setting("statement_timeout")
+    with atomic(statement_timeout=1234):
+        assert _setting("statement_timeout") == "1234ms"
+    assert _setting("statement_timeout") == outer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_statement_timeout_raises_query_timeout_error():
+    with (
+        pytest.raises(QueryTimeoutError) as raised,
+        atomic(statement_timeout=50),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT pg_sleep(2)")
+    assert raised.value.kind == "statement"
+    assert _cause_state(raised.value) == "57014"
+    # The connection is usable afterwards, without the timeout.
+    assert _setting("statement_timeout") == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_statement_timeout_in_a_nested_block_keeps_the_outer_transaction():
+    with atomic():
+        SystemConfigFactory.create(key="kept")
+        with (
+            pytest.raises(QueryTimeoutError),
+            atomic(statement_timeout=50),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("SELECT pg_sleep(2)")
+        SystemConfigFactory.create(key="after")
+    assert SystemConfig.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_lock_timeout_raises_query_timeout_error_when_a_row_is_locked():
+    row = SystemConfigFactory.create(key="locked")
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_lock() -> None:
+        with atomic():
+            SystemConfig.objects.select_for_update().get(pk=row.pk)
+            locked.set()
+            release.wait(BARRIER_TIMEOUT)
+
+    errors: list[BaseException] = []
+    holder = _in_thread(hold_lock, errors)
+    holder.start()
+    try:
+        assert locked.wait(BARRIER_TIMEOUT)
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError) as raised, atomic(lock_timeout=100):
+            SystemConfig.objects.select_for_update().get(pk=row.pk)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+    assert errors == []
+    assert raised.value.kind == "lock"
+    assert _cause_state(raised.value) == "55P03"
+    assert waited < 5
+
+
+@pytest.mark.parametrize(
+    "value", [-1, 1.5, "100", True, dt.timedelta(microseconds=1500), dt.timedelta(seconds=-1)]
+)
+def test_atomic_rejects_invalid_timeouts(value):
+    with pytest.raises(ValueError, match="statement_timeout"):
+        atomic(statement_timeout=value)
+
+
+# --- transactional: retries on real conflicts -----------------------------------------------
+
+
+def _on_call_rows() -> None:
+    SystemConfigFactory.create(key="doctor.a", value={"on_call": True})
+    SystemConfigFactory.create(key="doctor.b", value={"on_call": True})
+
+
+def _write_skew_worker(
+    me: str, other: str, barrier: threading.Barrier, attempts: list[str], max_attempts: int = 3
+) -> Callable[[], None]:
+    """Go off call if the other doctor is on call: the classic write skew."""
+
+    @transactional(isolation="serializable", max_attempts=max_attempts)
+    def go_off_call() -> None:
+        attempts.append(me)
+        rows: dict[str, Any] = dict(
+            SystemConfig.objects.filter(key__startswith="doctor.").values_list("key", "value")
+        )
+        if attempts.count(me) == 1:
+            barrier.wait()  # both have read before either writes
+        if rows[other]["on_call"]:
+            SystemConfig.objects.filter(key=me).update(value={"on_call": False})
+
+    return go_off_call
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_retries_a_serializable_write_skew_and_succeeds(recorded_sleep):
+    _on_call_rows()
+    barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
+    attempts: list[str] = []
+    errors = _run_threads(
+        _write_skew_worker("doctor.a", "doctor.b", barrier, attempts, max_attempts=5),
+        _write_skew_worker("doctor.b", "doctor.a", barrier, attempts, max_attempts=5),
+    )
+    assert errors == []
+    values: list[Any] = list(SystemConfig.objects.order_by("key").values_list("value", flat=True))
+    on_call = [v["on_call"] for v in values]
+    assert on_call.count(True) == 1  # the invariant holds: someone stays on call
+    # One of the two ran again (a retry that starts before the winner commits may
+    # conflict once more, so more than one retry is possible).
+    assert len(attempts) >= 3
+    assert len(recorded_sleep) == len(attempts) - 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_raises_conflict_error_when_attempts_run_out_on_a_real_conflict(
+    no_sleep,
+):
+    _on_call_rows()
+    barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
+    attempts: list[str] = []
+    errors = _run_threads(
+        _write_skew_worker("doctor.a", "doctor.b", barrier, attempts, max_attempts=1),
+        _write_skew_worker("doctor.b", "doctor.a", barrier, attempts, max_attempts=1),
+    )
+    assert len(errors) >= 1  # the first to commit wins; the other has no attempt left
+    assert all(isinstance(e, TransactionConflictError) for e in errors)
+    assert all(_cause_state(e) == "40001" for e in errors)
+    assert no_sleep == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_retries_a_deadlock_and_succeeds(recorded_sleep):
+    SystemConfigFactory.create(key="row.a", value=0)
+    SystemConfigFactory.create(key="row.b", value=0)
+    barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
+    attempts: list[str] = []
+
+    def worker(first: str, second: str) -> Callable[[], None]:
+        @transactional()
+        def increment_both() -> None:
+            attempts.append(first)
+            _increment(first)
+            if attempts.count(first) == 1:
+                barrier.wait()  # each holds its first row: opposite order → deadlock
+            _increment(second)
+
+        return increment_both
+
+    errors = _run_threads(worker("row.a", "row.b"), worker("row.b", "row.a"))
+    assert errors == []
+    assert dict(SystemConfig.objects.values_list("key", "value")) == {"row.a": 2, "row.b": 2}
+    assert len(attempts) >= 3  # the deadlock victim ran again
+    assert len(recorded_sleep) == len(attempts) - 2
+
+
+def _increment(key: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE system_config SET value = to_jsonb(value::text::int + 1) WHERE key = %s",
+            [key],
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_gives_up_after_max_attempts_with_the_last_error_as_cause(no_sleep):
+    calls: list[int] = []
+
+    @transactional(max_attempts=4)
+    def always_conflicts() -> None:
+        calls.append(1)
+        _raise_serialization_failure()
+
+    with pytest.raises(TransactionConflictError) as raised:
+        always_conflicts()
+    assert raised.value.attempts == 4
+    assert len(calls) == 4
+    assert _cause_state(raised.value) == "40001"
+    assert isinstance(raised.value.__cause__, DatabaseError)
+    assert len(no_sleep) == 3
+    assert no_sleep[0] < no_sleep[-1] * 2  # grows (jitter is at most ±50 %)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_does_not_retry_a_unique_violation(no_sleep):
+    SystemConfigFactory.create(key="taken")
+    calls: list[int] = []
+
+    @transactional()
+    def insert_duplicate() -> None:
+        calls.append(1)
+        SystemConfig.objects.create(key="taken")
+
+    with pytest.raises(IntegrityError):
+        insert_duplicate()
+    assert calls == [1]
+    assert no_sleep == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_does_not_retry_a_check_violation():
+    calls: list[int] = []
+
+    @transactional()
+    def insert_invalid() -> None:
+        calls.append(1)
+        SystemConfig.objects.create(key="bad key!")
+
+    with pytest.raises(IntegrityError) as raised:
+        insert_invalid()
+    assert sqlstate_of(raised.value) == "23514"
+    assert calls == [1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_never_retries_inside_an_outer_transaction(no_sleep):
+    calls: list[int] = []
+
+    @transactional()
+    def conflicts() -> None:
+        calls.append(1)
+        _raise_serialization_failure()
+
+    with pytest.raises(DatabaseError) as raised, atomic():
+        conflicts()
+    assert sqlstate_of(raised.value) == "40001"
+    assert not isinstance(raised.value, TransactionConflictError)
+    assert calls == [1]
+    assert no_sleep == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_runs_on_commit_callbacks_once_after_the_final_commit(no_sleep):
+    ran: list[tuple[int, bool]] = []
+    calls: list[int] = []
+
+    @transactional(max_attempts=3)
+    def flaky() -> str:
+        calls.append(1)
+        attempt = len(calls)
+        SystemConfigFactory.create(key=f"attempt.{attempt}")
+        transaction.on_commit(lambda: ran.append((attempt, connection.in_atomic_block)))
+        if attempt < 3:
+            _raise_serialization_failure()
+        return "done"
+
+    assert flaky() == "done"
+    assert ran == [(3, False)]  # only the successful attempt's callback, after commit
+    assert list(SystemConfig.objects.values_list("key", flat=True)) == ["attempt.3"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_returns_the_result_and_commits(django_assert_num_queries):
+    @transactional(isolation="serializable")
+    def create(key: str) -> Any:
+        assert _setting("transaction_isolation") == "serializable"
+        return SystemConfigFactory.create(key=key)
+
+    created = create("made")
+    assert SystemConfig.objects.get(pk=created.pk).key == "made"
+    assert create.__name__ == "create"
+
+
+@pytest.mark.django_db
+def test_transactional_inside_the_test_transaction_runs_once_as_a_savepoint():
+    @transactional(isolation="serializable")
+    def create() -> None:
+        SystemConfigFactory.create(key="x")
+
+    create()
+    assert SystemConfig.objects.filter(key="x").exists()
+
+
+@pytest.mark.parametrize("attempts", [0, -1, True, 1.5])
+def test_transactional_rejects_invalid_max_attempts(attempts):
+    with pytest.raises(ValueError, match="max_attempts"):
+        transactional(max_attempts=attempts)
+
+
+def test_transactional_rejects_an_unknown_isolation():
+    with pytest.raises(ValueError, match="isolation"):
+        transactional(isolation="snapshot")
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    for attempt, ceiling in [(1, 0.02), (2, 0.04), (3, 0.08), (20, 1.0)]:
+        pauses = [backoff_seconds(attempt) for _ in range(200)]
+        assert all(0.5 * ceiling <= p <= 1.5 * ceiling for p in pauses)
+        assert len(set(pauses)) > 1  # jittered

@@ -202,8 +202,8 @@ class UserCreationForm(AdminUserCreationForm):
         return email
 
 
-def _formfield(field: DbField[Any, Any], **kwargs: Any) -> forms.Field | None:
-    """Build a form field; URLs without a scheme are taken as https (Django 6 default)."""
+def _https_formfield(field: DbField[Any, Any], **kwargs: Any) -> forms.Field | None:
+    """Build a form field; URLs typed without a scheme are taken as https (Django 6's default)."""
     if isinstance(field, URLField):
         kwargs.setdefault("assume_scheme", "https")
     return field.formfield(**kwargs)
@@ -216,7 +216,7 @@ class UserEditForm(UserChangeForm):
         model = User
         fields = "__all__"
         field_classes: ClassVar[dict[str, Any]] = {}
-        formfield_callback = _formfield
+        formfield_callback = _https_formfield
 
     def clean_email(self) -> str:
         """Refuse an email another live user has, ignoring case."""
@@ -277,6 +277,14 @@ class UserAdmin(SoftDeleteAdmin, DjangoUserAdmin):
     search_help_text = "Exact email (any case), exact last name, or a user id."
     ordering = ("-created_at", "-id")  # users_created_idx, scanned backwards
     show_full_result_count = False
+
+    def formfield_for_dbfield(
+        self, db_field: DbField[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        # As in UserEditForm: the admin builds its form with this callback instead.
+        if isinstance(db_field, URLField):
+            kwargs.setdefault("assume_scheme", "https")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str

@@ -1,0 +1,668 @@
+"""The order repository: placing orders against stock, status changes, history, analytics."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import django_filters as filters
+from django.db import IntegrityError, connections
+from django.db.models import Avg, Count, Prefetch, QuerySet, Sum
+from django.db.models.functions import Trunc
+from django.utils import timezone
+
+from domain.models import (
+    ALLOWED_TRANSITIONS,
+    REVENUE_STATUSES,
+    Order,
+    OrderItem,
+    OrderStatus,
+    OrderStatusHistory,
+)
+from repositories.audit import AuditEntry, record
+from repositories.base import BaseRepository
+from repositories.catalog import constraint_name_of, parse_uuid
+from repositories.error_mapping import translate_errors
+from repositories.errors import (
+    InsufficientStockError,
+    InvalidQueryError,
+    InvalidTransitionError,
+    NotFoundError,
+    StaleObjectError,
+    ValidationError,
+)
+from repositories.filters import StrictFilterSet
+from repositories.pagination import CursorPage
+from repositories.transactions import atomic, transactional
+
+__all__ = [
+    "MAX_LINE_QUANTITY",
+    "MAX_ORDER_LINES",
+    "OrderFilterSet",
+    "OrderRepository",
+    "RevenueRow",
+    "TopProductRow",
+    "new_order_number",
+]
+
+MAX_ORDER_LINES = 100
+MAX_LINE_QUANTITY = 10_000
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+PERIODS = ("day", "week", "month")
+CENT = Decimal("0.01")
+_IDEMPOTENCY_CONSTRAINT = "orders_user_idempotency_uniq"
+
+
+@dataclass(frozen=True)
+class RevenueRow:
+    """Revenue of one period: its start (UTC), the number of orders and their total."""
+
+    period: datetime
+    orders: int
+    revenue: Decimal
+
+
+@dataclass(frozen=True)
+class TopProductRow:
+    """A product's sales in a time range: units sold and the revenue they brought."""
+
+    product_id: uuid.UUID
+    name: str
+    quantity: int
+    revenue: Decimal
+
+
+class OrderFilterSet(StrictFilterSet):
+    """Criteria for orders: user, status, placement time range, total range."""
+
+    user = filters.UUIDFilter(field_name="user_id")
+    status = filters.ChoiceFilter(choices=OrderStatus.choices)
+    number = filters.CharFilter()
+    placed_after = filters.IsoDateTimeFilter(field_name="placed_at", lookup_expr="gte")
+    placed_before = filters.IsoDateTimeFilter(field_name="placed_at", lookup_expr="lt")
+    total_min = filters.NumberFilter(field_name="total", lookup_expr="gte")
+    total_max = filters.NumberFilter(field_name="total", lookup_expr="lte")
+
+    class Meta:
+        model = Order
+        fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Line:
+    product_id: uuid.UUID
+    quantity: int
+
+
+@dataclass(frozen=True)
+class _LockedProduct:
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+    currency: str
+    stock: int
+    is_active: bool
+    is_deleted: bool
+
+
+# Locks the requested products in primary-key order: every writer takes the locks in
+# the same order, so concurrent orders over the same products queue instead of
+# deadlocking (a single UPDATE ... FROM gives no lock-order guarantee).
+_LOCK_PRODUCTS_SQL = """
+SELECT id, sku, name, price, currency, stock_quantity, is_active, deleted_at IS NOT NULL
+FROM products WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+# Stock and ledger in one statement: the decrement and its movement cannot part. The
+# condition `stock_quantity >= qty` is the last guard against overselling.
+_SELL_SQL = """
+WITH sold AS (
+    UPDATE products AS p
+    SET stock_quantity = p.stock_quantity - v.qty, updated_at = now()
+    FROM unnest(%s::uuid[], %s::int[]) AS v(id, qty)
+    WHERE p.id = v.id AND p.stock_quantity >= v.qty
+    RETURNING p.id, v.qty
+)
+INSERT INTO inventory_movements (product_id, delta, reason, order_id, created_at)
+SELECT id, -qty, 'sale', %s, now() FROM sold
+RETURNING product_id
+"""
+
+_RETURN_STOCK_SQL = """
+WITH returned AS (
+    UPDATE products AS p
+    SET stock_quantity = p.stock_quantity + v.qty, updated_at = now()
+    FROM unnest(%s::uuid[], %s::int[]) AS v(id, qty)
+    WHERE p.id = v.id
+    RETURNING p.id, v.qty, p.stock_quantity
+), ledger AS (
+    INSERT INTO inventory_movements (product_id, delta, reason, order_id, created_at)
+    SELECT id, qty, 'cancellation', %s, now() FROM returned
+)
+SELECT id, qty, stock_quantity FROM returned ORDER BY id
+"""
+
+_INSERT_ITEMS_SQL = """
+INSERT INTO order_items
+    (order_id, product_id, sku, product_name, unit_price, quantity, line_total, created_at)
+SELECT %s, i.product_id, i.sku, i.name, i.price, i.qty, i.line_total, now()
+FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::numeric[], %s::int[], %s::numeric[])
+    AS i(product_id, sku, name, price, qty, line_total)
+"""
+
+_ORDER_ITEMS_LOCK_SQL = """
+SELECT p.id, i.quantity
+FROM order_items i JOIN products p ON p.id = i.product_id
+WHERE i.order_id = %s ORDER BY p.id FOR UPDATE OF p
+"""
+
+
+def new_order_number(placed_at: datetime) -> str:
+    """Return a human-readable order number: ORD-YYYYMMDD-<8 base32 chars, 40 random bits>."""
+    suffix = base64.b32encode(secrets.token_bytes(5)).decode("ascii")
+    return f"ORD-{placed_at.astimezone(UTC):%Y%m%d}-{suffix}"
+
+
+def _items_prefetch() -> Prefetch:
+    return Prefetch(
+        "items",
+        queryset=OrderItem.objects.select_related("product").order_by("product_name", "id"),
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class OrderRepository(BaseRepository[Order]):
+    """Place, read, move through statuses and analyse orders. Orders are never deleted."""
+
+    model = Order
+    filterset_class = OrderFilterSet
+    sortable_fields = ("placed_at", "total", "status", "created_at", "number")
+    default_order = ("-placed_at",)
+    select_related = ("user",)
+    prefetch_related = (_items_prefetch(),)
+
+    # --- reads ---------------------------------------------------------------------
+
+    def get_with_items(self, order_id: uuid.UUID | str) -> Order:
+        """Return an order with its user, items and their products (2 queries).
+
+        Raises NotFoundError for an unknown or malformed id.
+        """
+        key = parse_uuid(order_id)
+        order = None
+        if key is not None:
+            order = (
+                Order.objects.using(self.using)
+                .select_related("user")
+                .prefetch_related(_items_prefetch())
+                .filter(pk=key)
+                .first()
+            )
+        if order is None:
+            raise NotFoundError("Order", order_id)
+        return order
+
+    def history_for_user(
+        self, user_id: uuid.UUID | str, *, after: str | None = None, limit: int = 20
+    ) -> CursorPage[Order]:
+        """Return a user's orders, newest first, as a keyset page (2 queries per page).
+
+        Items and their products are loaded with the page in one more query, so the
+        count does not grow with the number of orders. Pass `next_cursor` as `after`
+        for the next page. Unknown users get an empty page; malformed ids NotFoundError.
+        """
+        key = parse_uuid(user_id)
+        if key is None:
+            raise NotFoundError("User", user_id)
+        return self.paginate_cursor(
+            {"user": key}, order_by=["-placed_at"], after=after, limit=limit
+        )
+
+    # --- placing orders --------------------------------------------------------------
+
+    def place_order(
+        self,
+        user_id: uuid.UUID | str,
+        items: Sequence[tuple[uuid.UUID | str, int]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        """Place an order for a live, active user; return it with its items loaded.
+
+        One transaction (retried whole on deadlock/serialization failure when it is the
+        outermost one): lock the products in primary-key order, check each is live,
+        active and in stock, insert the order with snapshots of sku, name and price,
+        decrement stock and write `sale` movements in one statement, add the first
+        status-history row and the audit rows. The query count does not depend on the
+        number of lines (9 queries, 2 more with an idempotency key).
+
+        The same `idempotency_key` for the same user returns the first order without
+        touching stock again, also when both requests race (the loser's insert meets
+        the unique index, its savepoint rolls back and the winner's order is returned).
+
+        Raises ValidationError (empty, too long, duplicate products, bad quantities,
+        inactive products, mixed currencies), NotFoundError (unknown/deleted user or
+        product; `key` names it) and InsufficientStockError.
+        """
+        user_key = parse_uuid(user_id)
+        if user_key is None:
+            raise NotFoundError("User", user_id)
+        lines = self._validate_lines(items)
+        key = self._validate_idempotency_key(idempotency_key)
+        if key is not None:
+            existing = self._find_idempotent(user_key, key)
+            if existing is not None:
+                return existing
+        run = transactional(using=self.using)(self._place_order_once)
+        return run(user_key, lines, key)
+
+    @staticmethod
+    def _validate_lines(items: object) -> list[_Line]:
+        if not isinstance(items, list | tuple):
+            raise ValidationError({"items": ["Items must be a list of (product_id, quantity)."]})
+        if not items:
+            raise ValidationError({"items": ["An order needs at least one item."]})
+        if len(items) > MAX_ORDER_LINES:
+            raise ValidationError({"items": [f"An order has at most {MAX_ORDER_LINES} lines."]})
+        errors: list[str] = []
+        lines: dict[uuid.UUID, _Line] = {}
+        for index, item in enumerate(items):
+            if not isinstance(item, list | tuple) or len(item) != 2:
+                errors.append(f"Line {index}: expected (product_id, quantity).")
+                continue
+            product_id, quantity = item
+            key = parse_uuid(product_id)
+            if key is None:
+                errors.append(f"Line {index}: {product_id!r} is not a product id.")
+                continue
+            if not _is_int(quantity) or not 1 <= quantity <= MAX_LINE_QUANTITY:
+                errors.append(
+                    f"Line {index}: quantity must be an integer from 1 to {MAX_LINE_QUANTITY}."
+                )
+                continue
+            if key in lines:
+                errors.append(f"Line {index}: product {key} appears more than once.")
+                continue
+            lines[key] = _Line(key, quantity)
+        if errors:
+            raise ValidationError({"items": errors})
+        return sorted(lines.values(), key=lambda line: line.product_id)
+
+    @staticmethod
+    def _validate_idempotency_key(value: object) -> str | None:
+        if value is None:
+            return None
+        if (
+            not isinstance(value, str)
+            or not value.strip()
+            or len(value) > MAX_IDEMPOTENCY_KEY_LENGTH
+        ):
+            raise ValidationError(
+                {
+                    "idempotency_key": [
+                        f"Use a non-empty string of at most {MAX_IDEMPOTENCY_KEY_LENGTH} "
+                        "characters."
+                    ]
+                }
+            )
+        return value
+
+    def _find_idempotent(self, user_id: uuid.UUID, key: str) -> Order | None:
+        return (
+            Order.objects.using(self.using)
+            .select_related("user")
+            .prefetch_related(_items_prefetch())
+            .filter(user_id=user_id, idempotency_key=key)
+            .first()
+        )
+
+    def _place_order_once(self, user_id: uuid.UUID, lines: list[_Line], key: str | None) -> Order:
+        with translate_errors(Order, using=self.using):
+            connection = connections[self.using]
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT 1 FROM users WHERE id = %s AND deleted_at IS NULL AND is_active",
+                    [user_id],
+                )
+                if cursor.fetchone() is None:
+                    raise NotFoundError("User", user_id)
+                cursor.execute(_LOCK_PRODUCTS_SQL, [[line.product_id for line in lines]])
+                locked = {row[0]: _LockedProduct(*row) for row in cursor.fetchall()}
+            currency = self._check_products(lines, locked)
+            placed_at = timezone.now()
+            line_totals = [
+                (locked[line.product_id].price * line.quantity).quantize(CENT) for line in lines
+            ]
+            subtotal = sum(line_totals, Decimal("0.00"))
+            order = Order(
+                number=new_order_number(placed_at),
+                user_id=user_id,
+                status=OrderStatus.PENDING,
+                currency=currency,
+                subtotal=subtotal,
+                total=subtotal,
+                placed_at=placed_at,
+                idempotency_key=key,
+            )
+            if key is None:
+                order.save(using=self.using, force_insert=True)
+            else:
+                try:
+                    with atomic(using=self.using):  # a savepoint: the clash must not abort
+                        order.save(using=self.using, force_insert=True)
+                except IntegrityError as exc:
+                    if constraint_name_of(exc) != _IDEMPOTENCY_CONSTRAINT:
+                        raise
+                    # The racing request committed first: return its order, touch nothing.
+                    winner = self._find_idempotent(user_id, key)
+                    if winner is None:  # pragma: no cover - the clash implies the row
+                        raise
+                    return winner
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _SELL_SQL,
+                    [
+                        [line.product_id for line in lines],
+                        [line.quantity for line in lines],
+                        order.pk,
+                    ],
+                )
+                sold = {row[0] for row in cursor.fetchall()}
+                for line in lines:  # defence in depth: the rows are locked and checked
+                    if line.product_id not in sold:  # pragma: no cover
+                        raise InsufficientStockError(
+                            line.product_id, line.quantity, locked[line.product_id].stock
+                        )
+                cursor.execute(
+                    _INSERT_ITEMS_SQL,
+                    [
+                        order.pk,
+                        [line.product_id for line in lines],
+                        [locked[line.product_id].sku for line in lines],
+                        [locked[line.product_id].name for line in lines],
+                        [locked[line.product_id].price for line in lines],
+                        [line.quantity for line in lines],
+                        line_totals,
+                    ],
+                )
+            OrderStatusHistory.objects.using(self.using).create(
+                order_id=order.pk, from_status=None, to_status=OrderStatus.PENDING, actor_id=user_id
+            )
+            record(
+                [
+                    AuditEntry(
+                        action="created",
+                        entity_type="order",
+                        entity_id=str(order.pk),
+                        changes={
+                            "number": order.number,
+                            "status": order.status,
+                            "total": str(order.total),
+                            "currency": currency,
+                            "lines": len(lines),
+                        },
+                    ),
+                    *(
+                        AuditEntry(
+                            action="stock_adjusted",
+                            entity_type="product",
+                            entity_id=str(line.product_id),
+                            changes={
+                                "stock_quantity": {
+                                    "old": locked[line.product_id].stock,
+                                    "new": locked[line.product_id].stock - line.quantity,
+                                },
+                                "delta": -line.quantity,
+                                "reason": "sale",
+                                "order": order.number,
+                            },
+                        )
+                        for line in lines
+                    ),
+                ],
+                using=self.using,
+            )
+            return self.get_with_items(order.pk)
+
+    @staticmethod
+    def _check_products(lines: list[_Line], locked: dict[uuid.UUID, _LockedProduct]) -> str:
+        """Refuse unknown, deleted, inactive or short products; return the order currency."""
+        for line in lines:
+            product = locked.get(line.product_id)
+            if product is None or product.is_deleted:
+                raise NotFoundError("Product", line.product_id)
+            if not product.is_active:
+                raise ValidationError(
+                    {"items": [f"Product {product.id} ({product.sku}) is not for sale."]}
+                )
+        for line in lines:
+            product = locked[line.product_id]
+            if product.stock < line.quantity:
+                raise InsufficientStockError(product.id, line.quantity, product.stock)
+        currencies = {locked[line.product_id].currency for line in lines}
+        if len(currencies) > 1:
+            raise ValidationError(
+                {"items": [f"One order takes one currency, got {', '.join(sorted(currencies))}."]}
+            )
+        return currencies.pop()
+
+    # --- status changes --------------------------------------------------------------
+
+    def transition(
+        self,
+        order_id: uuid.UUID | str,
+        to_status: str,
+        *,
+        actor: Any = None,
+        note: str = "",
+        expected_version: int | None = None,
+    ) -> Order:
+        """Move an order to `to_status` along the status graph; return it updated.
+
+        Locks the order row (SELECT ... FOR UPDATE), so of concurrent transitions each
+        sees the previous one's result; increments `version`, writes a history row and a
+        "status_changed" audit row. Moving to `cancelled` returns the stock through
+        `cancellation` movements (products locked in primary-key order).
+        Raises NotFoundError, ValidationError (unknown status), StaleObjectError
+        (`expected_version` given and the order moved on), InvalidTransitionError.
+        """
+        if to_status not in OrderStatus.values:
+            raise ValidationError(
+                {"to_status": [f"Unknown status {to_status!r}; use one of {OrderStatus.values}."]}
+            )
+        if expected_version is not None and not _is_int(expected_version):
+            raise ValidationError({"expected_version": ["Version must be an integer."]})
+        if not isinstance(note, str):
+            raise ValidationError({"note": ["Note must be a string."]})
+        actor_id = self._actor_id(actor)
+        key = parse_uuid(order_id)
+        if key is None:
+            raise NotFoundError("Order", order_id)
+        with translate_errors(Order, using=self.using), atomic(using=self.using):
+            order = Order.objects.using(self.using).select_for_update().filter(pk=key).first()
+            if order is None:
+                raise NotFoundError("Order", order_id)
+            if expected_version is not None and order.version != expected_version:
+                raise StaleObjectError("Order", order.pk, expected_version, order.version)
+            from_status = order.status
+            if to_status not in ALLOWED_TRANSITIONS[from_status]:
+                raise InvalidTransitionError(from_status, to_status)
+            audit = [
+                AuditEntry(
+                    action="status_changed",
+                    entity_type="order",
+                    entity_id=str(order.pk),
+                    changes={
+                        "status": {"old": from_status, "new": to_status},
+                        "version": {"old": order.version, "new": order.version + 1},
+                        "note": note,
+                    },
+                )
+            ]
+            if to_status == OrderStatus.CANCELLED:
+                audit.extend(self._return_stock(order))
+            order.status = to_status
+            order.version += 1
+            order.updated_at = timezone.now()
+            order.save(using=self.using, update_fields=["status", "version", "updated_at"])
+            OrderStatusHistory.objects.using(self.using).create(
+                order_id=order.pk,
+                from_status=from_status,
+                to_status=to_status,
+                actor_id=actor_id,
+                note=note,
+            )
+            record(audit, using=self.using)
+        return order
+
+    def cancel(
+        self,
+        order_id: uuid.UUID | str,
+        *,
+        actor: Any = None,
+        note: str = "",
+        expected_version: int | None = None,
+    ) -> Order:
+        """Cancel a pending or paid order and return its stock to inventory (see transition)."""
+        return self.transition(
+            order_id,
+            OrderStatus.CANCELLED,
+            actor=actor,
+            note=note,
+            expected_version=expected_version,
+        )
+
+    @staticmethod
+    def _actor_id(actor: Any) -> uuid.UUID | None:
+        if actor is None:
+            return None
+        key = parse_uuid(getattr(actor, "pk", actor))
+        if key is None:
+            raise ValidationError({"actor": ["Actor must be a user or a user id."]})
+        return key
+
+    def _return_stock(self, order: Order) -> list[AuditEntry]:
+        """Put an order's units back on its products with `cancellation` movements."""
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(_ORDER_ITEMS_LOCK_SQL, [order.pk])
+            lines = cursor.fetchall()
+            cursor.execute(
+                _RETURN_STOCK_SQL,
+                [[row[0] for row in lines], [row[1] for row in lines], order.pk],
+            )
+            returned = cursor.fetchall()
+        return [
+            AuditEntry(
+                action="stock_adjusted",
+                entity_type="product",
+                entity_id=str(product_id),
+                changes={
+                    "stock_quantity": {"old": stock - quantity, "new": stock},
+                    "delta": quantity,
+                    "reason": "cancellation",
+                    "order": order.number,
+                },
+            )
+            for product_id, quantity, stock in returned
+        ]
+
+    # --- analytics ---------------------------------------------------------------------
+
+    @staticmethod
+    def _check_range(start: datetime, end: datetime) -> None:
+        errors: dict[str, list[str]] = {}
+        for name, value in (("start", start), ("end", end)):
+            if not isinstance(value, datetime):
+                errors[name] = ["Expected a datetime."]
+            elif timezone.is_naive(value):
+                errors[name] = ["Expected a timezone-aware datetime."]
+        if errors:
+            raise InvalidQueryError(errors)
+        if start >= end:
+            raise InvalidQueryError({"end": ["End must be after start."]})
+
+    def _revenue_orders(self, start: datetime, end: datetime) -> QuerySet[Order]:
+        return Order.objects.using(self.using).filter(
+            status__in=REVENUE_STATUSES, placed_at__gte=start, placed_at__lt=end
+        )
+
+    def revenue_by_period(
+        self, start: datetime, end: datetime, *, period: str = "day"
+    ) -> list[RevenueRow]:
+        """Return revenue per day, week (from Monday) or month in [start, end), UTC (1 query).
+
+        Counts orders that are paid, shipped or delivered, by `placed_at`; periods
+        without such orders are absent. Sorted by period.
+        """
+        self._check_range(start, end)
+        if period not in PERIODS:
+            raise InvalidQueryError({"period": [f"Use one of {', '.join(PERIODS)}."]})
+        rows = (
+            self._revenue_orders(start, end)
+            .annotate(bucket=Trunc("placed_at", period, tzinfo=UTC))
+            .values("bucket")
+            .annotate(orders=Count("id"), revenue=Sum("total"))
+            .order_by("bucket")
+        )
+        return [
+            RevenueRow(period=row["bucket"], orders=row["orders"], revenue=row["revenue"])
+            for row in rows
+        ]
+
+    def top_products(
+        self, start: datetime, end: datetime, *, limit: int = 10
+    ) -> list[TopProductRow]:
+        """Return the best-selling products by revenue in [start, end) (1 query).
+
+        Sums the items of revenue orders (paid, shipped, delivered) by `placed_at`;
+        `name` is the product's current name. Ties by units, then product id.
+        """
+        self._check_range(start, end)
+        if not _is_int(limit) or not 1 <= limit <= 100:
+            raise InvalidQueryError({"limit": ["Limit must be an integer from 1 to 100."]})
+        rows = (
+            OrderItem.objects.using(self.using)
+            .filter(
+                order__status__in=REVENUE_STATUSES,
+                order__placed_at__gte=start,
+                order__placed_at__lt=end,
+            )
+            .values("product_id", "product__name")
+            .annotate(quantity=Sum("quantity"), revenue=Sum("line_total"))
+            .order_by("-revenue", "-quantity", "product_id")[:limit]
+        )
+        return [
+            TopProductRow(
+                product_id=row["product_id"],
+                name=row["product__name"],
+                quantity=row["quantity"],
+                revenue=row["revenue"],
+            )
+            for row in rows
+        ]
+
+    def average_order_value(self, start: datetime, end: datetime) -> Decimal:
+        """Return the mean total of revenue orders in [start, end), to the cent (1 query).
+
+        Decimal("0.00") when there are none.
+        """
+        self._check_range(start, end)
+        value = self._revenue_orders(start, end).aggregate(value=Avg("total"))["value"]
+        return Decimal("0.00") if value is None else Decimal(value).quantize(CENT)
+
+    def status_breakdown(self) -> dict[str, int]:
+        """Return the number of orders in every status, zeros included (1 query)."""
+        counts = {status: 0 for status in OrderStatus.values}
+        rows = Order.objects.using(self.using).values("status").annotate(n=Count("id"))
+        counts.update({row["status"]: row["n"] for row in rows.order_by()})
+        return counts

@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from repositories.base import BaseRepository
+    from repositories.catalog import (
+        CategoryNode,
+        CategoryRepository,
+        ProductRepository,
+    )
     from repositories.errors import (
         ConflictError,
         DatabaseUnavailableError,
@@ -25,10 +30,17 @@ if TYPE_CHECKING:
         ValidationError,
     )
     from repositories.filters import StrictFilterSet
+    from repositories.orders import OrderRepository, RevenueRow, TopProductRow
     from repositories.pagination import CursorPage, Page
 
 _EXPORTS = {
     "BaseRepository": "repositories.base",
+    "CategoryNode": "repositories.catalog",
+    "CategoryRepository": "repositories.catalog",
+    "ProductRepository": "repositories.catalog",
+    "OrderRepository": "repositories.orders",
+    "RevenueRow": "repositories.orders",
+    "TopProductRow": "repositories.orders",
     "StrictFilterSet": "repositories.filters",
     "CursorPage": "repositories.pagination",
     "Page": "repositories.pagination",
@@ -47,6 +59,8 @@ _EXPORTS = {
 
 __all__ = [
     "BaseRepository",
+    "CategoryNode",
+    "CategoryRepository",
     "ConflictError",
     "CursorPage",
     "DatabaseUnavailableError",
@@ -54,11 +68,15 @@ __all__ = [
     "InvalidQueryError",
     "InvalidTransitionError",
     "NotFoundError",
+    "OrderRepository",
     "Page",
+    "ProductRepository",
     "QueryTimeoutError",
     "RepositoryError",
+    "RevenueRow",
     "StaleObjectError",
     "StrictFilterSet",
+    "TopProductRow",
     "TransactionConflictError",
     "ValidationError",
 ]

@@ -405,6 +405,7 @@ class BaseRepository(Generic[ModelT]):
         instance = self.model(**values)
         with translate_errors(self.model, using=self.using), self.__atomic():
             instance.save(force_insert=True, using=self.using)
+            self.__check_references(values)
             self.__audit([self.__entry("created", instance, self.__snapshot(instance))])
             return self.__reload(instance.pk)
 
@@ -422,9 +423,13 @@ class BaseRepository(Generic[ModelT]):
             raise ValidationError({"__all__": ["Give a list of mappings, one per row."]})
         instances: list[ModelT] = []
         errors: dict[str, list[str]] = {}
+        referenced: dict[str, Any] = {}
         for index, row in enumerate(rows):
             try:
-                instances.append(self.model(**self.__clean(row, creating=True)))
+                values = self.__clean(row, creating=True)
+                instances.append(self.model(**values))
+                if not referenced:
+                    referenced = {k: v for k, v in values.items() if self.__is_reference(k)}
             except ValidationError as exc:
                 errors.update(
                     {f"{index}.{name}": messages for name, messages in exc.errors.items()}
@@ -443,6 +448,7 @@ class BaseRepository(Generic[ModelT]):
                             setattr(instance, spec.pk.attname, key)
                 manager.bulk_create(batch)
                 self.__audit([self.__entry("created", obj, self.__snapshot(obj)) for obj in batch])
+            self.__check_references(referenced)
         return instances
 
     def update(
@@ -485,6 +491,7 @@ class BaseRepository(Generic[ModelT]):
                 target = target.filter(version=expected_version)
             if target.update(**self.__bookkeeping(values)) == 0:
                 raise StaleObjectError(self.model.__name__, pk, expected_version or 0)
+            self.__check_references(values)
             for name, value in values.items():
                 setattr(current, name, value)
             changes = diff(before, snapshot(current, names))
@@ -511,6 +518,7 @@ class BaseRepository(Generic[ModelT]):
             self.__manager(include_deleted=False).filter(pk__in=[r.pk for r in rows]).update(
                 **self.__bookkeeping(values)
             )
+            self.__check_references(values)
             entries = []
             for row in rows:
                 before = snapshot(row, names)
@@ -533,6 +541,7 @@ class BaseRepository(Generic[ModelT]):
             if current is None:
                 raise NotFoundError(self.model.__name__, id)
             manager.filter(pk=pk).delete()
+            self.__check_references(None)
             self.__audit([self.__entry("deleted", current, self.__snapshot(current))])
 
     def delete_many(
@@ -550,6 +559,7 @@ class BaseRepository(Generic[ModelT]):
             if not rows:
                 return 0
             self.__manager(include_deleted=True).filter(pk__in=[r.pk for r in rows]).delete()
+            self.__check_references(None)
             self.__audit([self.__entry("deleted", row, self.__snapshot(row)) for row in rows])
             return len(rows)
 
@@ -610,6 +620,26 @@ class BaseRepository(Generic[ModelT]):
 
     def __atomic(self) -> transaction.Atomic:
         return transaction.atomic(using=self.using)
+
+    def __check_references(self, values: Mapping[str, Any] | None) -> None:
+        """Check deferred foreign keys now, inside this method, when a caller's transaction
+        is open (they would otherwise fail at the caller's COMMIT, outside any repository).
+
+        Django creates foreign keys DEFERRABLE INITIALLY DEFERRED. When this method's
+        atomic block is the outermost one its COMMIT checks them (inside the error
+        mapping), so nothing is sent. `values` None means a delete (any reference).
+        """
+        connection = connections[self.using]
+        if len(connection.atomic_blocks) <= 1:
+            return
+        if values is not None and not any(self.__is_reference(key) for key in values):
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+
+    def __is_reference(self, key: str) -> bool:
+        field = self._spec.writable.get(key)
+        return field is not None and field.is_relation
 
     def __manager(self, *, include_deleted: bool) -> QuerySet[ModelT]:
         """Rows without preloads (safe for FOR UPDATE and bulk statements)."""
@@ -736,6 +766,11 @@ class BaseRepository(Generic[ModelT]):
                 return field.attname, target.to_python(raw)
             except (TypeError, ValueError, AttributeError, OverflowError):
                 raise DjangoValidationError("Enter a valid key.") from None
+        if not isinstance(field, models.JSONField):
+            if isinstance(raw, list | tuple | set | frozenset | dict):
+                raise DjangoValidationError("Enter a single value, not a collection.")
+            if isinstance(raw, bool) and not isinstance(field, models.BooleanField):
+                raise DjangoValidationError("Enter a value of the field's type, not a boolean.")
         try:
             return key, field.clean(raw, None)
         except (TypeError, ValueError, AttributeError, OverflowError, decimal.InvalidOperation):

@@ -1,0 +1,74 @@
+"""Small concrete repositories over the real models, used to test BaseRepository."""
+
+from __future__ import annotations
+
+from django_filters import filters
+
+from domain.models import Category, Order, Product, SystemConfig, User
+from repositories.base import BaseRepository
+from repositories.filters import NumberInFilter, StrictFilterSet, UUIDInFilter
+
+
+class SampleProductFilterSet(StrictFilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+    sku = filters.CharFilter()
+    price = filters.RangeFilter()
+    stock_quantity__in = NumberInFilter(field_name="stock_quantity", lookup_expr="in")
+    is_active = filters.BooleanFilter()
+    category = filters.UUIDFilter(field_name="category_id")
+    category__in = UUIDInFilter(field_name="category_id", lookup_expr="in")
+    category_name = filters.CharFilter(field_name="category__name", lookup_expr="iexact")
+    id__in = UUIDInFilter(field_name="id", lookup_expr="in")
+    created = filters.IsoDateTimeFromToRangeFilter(field_name="created_at")
+    currency = filters.MultipleChoiceFilter(choices=[("EUR", "EUR"), ("USD", "USD")])
+
+
+class SampleProductRepository(BaseRepository[Product]):
+    """Products with their category, filtered by SampleProductFilterSet."""
+
+    model = Product
+    filterset_class = SampleProductFilterSet
+    sortable_fields = ("name", "price", "created_at", "stock_quantity", "sku", "category_id")
+    default_order = ("name",)
+    select_related = ("category",)
+
+    def find_cheapest(self) -> Product | None:
+        """A domain verb built on a base method (its queries carry this method's label)."""
+        return self.find_first(order_by=["price"])
+
+
+class SampleCategoryFilterSet(StrictFilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+    parent = filters.UUIDFilter(field_name="parent_id")
+
+
+class SampleCategoryRepository(BaseRepository[Category]):
+    """Categories with their live products prefetched."""
+
+    model = Category
+    filterset_class = SampleCategoryFilterSet
+    sortable_fields = ("name", "created_at")
+    default_order = ("name",)
+    prefetch_related = ("products",)
+
+
+class SampleOrderRepository(BaseRepository[Order]):
+    """Orders: versioned, never soft-deleted; no FilterSet declared (the default is strict)."""
+
+    model = Order
+    sortable_fields = ("placed_at", "total", "status")
+    default_order = ("-placed_at",)
+    select_related = ("user",)
+
+
+class SampleConfigRepository(BaseRepository[SystemConfig]):
+    model = SystemConfig
+    sortable_fields = ("key",)
+    default_order = ("key",)
+
+
+class SampleUserRepository(BaseRepository[User]):
+    model = User
+    sortable_fields = ("email", "created_at", "last_name")
+    default_order = ("-created_at",)
+    audit_exclude = ("last_login",)

@@ -10,12 +10,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from repositories.audit_log import AuditLogRepository, ReadOnlyRepositoryError
     from repositories.base import BaseRepository
     from repositories.catalog import (
         CategoryNode,
         CategoryRepository,
         ProductRepository,
     )
+    from repositories.configuration import SystemConfigRepository
     from repositories.errors import (
         ConflictError,
         DatabaseUnavailableError,
@@ -32,8 +34,16 @@ if TYPE_CHECKING:
     from repositories.filters import StrictFilterSet
     from repositories.orders import OrderRepository, RevenueRow, TopProductRow
     from repositories.pagination import CursorPage, Page
+    from repositories.sessions import SessionRepository, SuspiciousUser
+    from repositories.users import UserRepository
 
 _EXPORTS = {
+    "AuditLogRepository": "repositories.audit_log",
+    "ReadOnlyRepositoryError": "repositories.audit_log",
+    "SessionRepository": "repositories.sessions",
+    "SuspiciousUser": "repositories.sessions",
+    "SystemConfigRepository": "repositories.configuration",
+    "UserRepository": "repositories.users",
     "BaseRepository": "repositories.base",
     "CategoryNode": "repositories.catalog",
     "CategoryRepository": "repositories.catalog",
@@ -58,6 +68,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AuditLogRepository",
     "BaseRepository",
     "CategoryNode",
     "CategoryRepository",
@@ -72,12 +83,17 @@ __all__ = [
     "Page",
     "ProductRepository",
     "QueryTimeoutError",
+    "ReadOnlyRepositoryError",
     "RepositoryError",
     "RevenueRow",
+    "SessionRepository",
     "StaleObjectError",
     "StrictFilterSet",
+    "SuspiciousUser",
+    "SystemConfigRepository",
     "TopProductRow",
     "TransactionConflictError",
+    "UserRepository",
     "ValidationError",
 ]
 

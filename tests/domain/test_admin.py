@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.sites import site
 from django.db import connection
+from django.db.models import Model
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -71,27 +72,27 @@ def admin_client(admin_user):
     return client
 
 
-VIEW_ONLY = {AuditLog, InventoryMovement, Order, OrderItem, OrderStatusHistory}
+VIEW_ONLY: set[type[Model]] = {AuditLog, InventoryMovement, Order, OrderItem, OrderStatusHistory}
 NO_ADD = VIEW_ONLY | {UserSession}
 
 
 def make(model):
     """Create one complete row of `model` (with related rows shown on its pages)."""
     if model is Order:
-        order = OrderFactory()
+        order = OrderFactory.create()
         OrderItemFactory.create_batch(2, order=order)
-        OrderStatusHistoryFactory(order=order, actor=UserFactory())
+        OrderStatusHistoryFactory.create(order=order, actor=UserFactory.create())
         return order
     factories = {
-        AuditLog: AuditLogFactory,
-        Category: lambda: CategoryFactory(parent=CategoryFactory()),
-        InventoryMovement: lambda: InventoryMovementFactory(order=OrderFactory()),
-        OrderItem: OrderItemFactory,
-        OrderStatusHistory: lambda: OrderStatusHistoryFactory(actor=UserFactory()),
-        Product: ProductFactory,
-        SystemConfig: lambda: SystemConfigFactory(updated_by=UserFactory()),
-        User: UserFactory,
-        UserSession: UserSessionFactory,
+        AuditLog: AuditLogFactory.create,
+        Category: lambda: CategoryFactory.create(parent=CategoryFactory.create()),
+        InventoryMovement: lambda: InventoryMovementFactory.create(order=OrderFactory.create()),
+        OrderItem: OrderItemFactory.create,
+        OrderStatusHistory: lambda: OrderStatusHistoryFactory.create(actor=UserFactory.create()),
+        Product: ProductFactory.create,
+        SystemConfig: lambda: SystemConfigFactory.create(updated_by=UserFactory.create()),
+        User: UserFactory.create,
+        UserSession: UserSessionFactory.create,
     }
     return factories[model]()
 
@@ -134,7 +135,11 @@ def test_add_page_renders_or_is_forbidden_for_view_only_models(admin_client, mod
     assert response.status_code == (403 if model in NO_ADD else 200)
 
 
-@pytest.mark.parametrize("model", sorted(VIEW_ONLY, key=lambda m: m.__name__), ids=str)
+def model_name(model: type[Model]) -> str:
+    return model.__name__
+
+
+@pytest.mark.parametrize("model", sorted(VIEW_ONLY, key=str), ids=model_name)
 def test_view_only_models_refuse_change_and_delete(admin_client, model):
     row = make(model)
     assert admin_client.post(url(model, "change", row.pk), {}).status_code == 403
@@ -161,12 +166,12 @@ def test_changelist_query_count_does_not_grow_with_rows(admin_client, model):
 
 
 def test_order_change_page_query_count_does_not_grow_with_items(admin_client):
-    small, big = OrderFactory(), OrderFactory()
+    small, big = OrderFactory.create(), OrderFactory.create()
     OrderItemFactory.create_batch(2, order=small)
     OrderItemFactory.create_batch(8, order=big)
     for order in (small, big):
         for _ in range(3 if order is small else 6):
-            OrderStatusHistoryFactory(order=order, actor=UserFactory())
+            OrderStatusHistoryFactory.create(order=order, actor=UserFactory.create())
     counts = []
     admin_client.get(url(Order, "change", small.pk))  # warm per-process caches
     for order in (small, big):
@@ -187,7 +192,7 @@ def listed(client, model, **params):
 
 
 def test_soft_deletable_changelists_show_deleted_rows_and_filter_them(admin_client):
-    live, dead = ProductFactory(), ProductFactory(deleted=True)
+    live, dead = ProductFactory.create(), ProductFactory.create(deleted=True)
     assert set(listed(admin_client, Product)) == {live, dead}
     assert list(listed(admin_client, Product, state="live")) == [live]
     assert list(listed(admin_client, Product, state="deleted")) == [dead]
@@ -195,15 +200,15 @@ def test_soft_deletable_changelists_show_deleted_rows_and_filter_them(admin_clie
 
 
 def test_deleted_row_change_page_opens(admin_client):
-    dead = CategoryFactory(deleted=True)
+    dead = CategoryFactory.create(deleted=True)
     assert (
         admin_client.get_object_page(Category, url(Category, "change", dead.pk)).status_code == 200
     )
 
 
 def test_user_search_by_email_last_name_and_id(admin_client, admin_user):
-    user = UserFactory(email="Search.Me@Example.com", last_name="Zimmerman")
-    UserFactory(last_name="Other")
+    user = UserFactory.create(email="Search.Me@Example.com", last_name="Zimmerman")
+    UserFactory.create(last_name="Other")
     assert list(listed(admin_client, User, q="search.me@example.COM")) == [user]
     assert list(listed(admin_client, User, q="Zimmerman")) == [user]
     assert list(listed(admin_client, User, q=str(user.pk))) == [user]
@@ -211,8 +216,8 @@ def test_user_search_by_email_last_name_and_id(admin_client, admin_user):
 
 
 def test_product_search_uses_full_text_on_name_and_sku(admin_client):
-    lamp = ProductFactory(name="Brass reading lamp", sku="LAMP-0042")
-    ProductFactory(name="Garden hose", sku="HOSE-1")
+    lamp = ProductFactory.create(name="Brass reading lamp", sku="LAMP-0042")
+    ProductFactory.create(name="Garden hose", sku="HOSE-1")
     assert list(listed(admin_client, Product, q="lamps")) == [lamp]
     assert list(listed(admin_client, Product, q="LAMP-0042")) == [lamp]
     assert list(listed(admin_client, Product, q=str(lamp.pk))) == [lamp]
@@ -220,8 +225,10 @@ def test_product_search_uses_full_text_on_name_and_sku(admin_client):
 
 
 def test_order_search_by_number_email_and_id(admin_client):
-    order = OrderFactory(number="ORD-ABC-1", user=UserFactory(email="buyer@example.com"))
-    OrderFactory()
+    order = OrderFactory.create(
+        number="ORD-ABC-1", user=UserFactory.create(email="buyer@example.com")
+    )
+    OrderFactory.create()
     assert list(listed(admin_client, Order, q="ord-abc-1")) == [order]
     assert list(listed(admin_client, Order, q="BUYER@example.com")) == [order]
     assert list(listed(admin_client, Order, q=str(order.pk))) == [order]
@@ -230,16 +237,16 @@ def test_order_search_by_number_email_and_id(admin_client):
 
 
 def test_order_status_filter(admin_client):
-    paid = OrderFactory(status="paid")
-    OrderFactory(status="pending")
+    paid = OrderFactory.create(status="paid")
+    OrderFactory.create(status="pending")
     assert list(listed(admin_client, Order, status="paid")) == [paid]
 
 
 def test_order_lines_and_history_search_by_order_number(admin_client):
-    line = OrderItemFactory(order=OrderFactory(number="ORD-LINE-1"))
-    OrderItemFactory()
-    step = OrderStatusHistoryFactory(order=line.order)
-    OrderStatusHistoryFactory()
+    line = OrderItemFactory.create(order=OrderFactory.create(number="ORD-LINE-1"))
+    OrderItemFactory.create()
+    step = OrderStatusHistoryFactory.create(order=line.order)
+    OrderStatusHistoryFactory.create()
     assert list(listed(admin_client, OrderItem, q="ord-line-1")) == [line]
     assert list(listed(admin_client, OrderStatusHistory, q="ORD-LINE-1")) == [step]
     assert len(listed(admin_client, OrderItem, q="")) == 2
@@ -247,8 +254,8 @@ def test_order_lines_and_history_search_by_order_number(admin_client):
 
 
 def test_inventory_search_by_product_or_order_id(admin_client):
-    move = InventoryMovementFactory(order=OrderFactory())
-    InventoryMovementFactory()
+    move = InventoryMovementFactory.create(order=OrderFactory.create())
+    InventoryMovementFactory.create()
     assert list(listed(admin_client, InventoryMovement, q=str(move.product_id))) == [move]
     assert list(listed(admin_client, InventoryMovement, q=str(move.order_id))) == [move]
     assert list(listed(admin_client, InventoryMovement, q="not-a-key")) == []
@@ -256,9 +263,9 @@ def test_inventory_search_by_product_or_order_id(admin_client):
 
 
 def test_session_state_filter_and_search(admin_client):
-    active = UserSessionFactory(user=UserFactory(email="sess@example.com"))
-    revoked = UserSessionFactory(revoked_at=timezone.now())
-    expired = UserSessionFactory()
+    active = UserSessionFactory.create(user=UserFactory.create(email="sess@example.com"))
+    revoked = UserSessionFactory.create(revoked_at=timezone.now())
+    expired = UserSessionFactory.create()
     UserSession.objects.filter(pk=expired.pk).update(
         created_at=timezone.now() - timedelta(days=3),
         expires_at=timezone.now() - timedelta(days=1),
@@ -272,8 +279,8 @@ def test_session_state_filter_and_search(admin_client):
 
 
 def test_audit_filters_and_search(admin_client):
-    hit = AuditLogFactory(action="soft_deleted", entity_type="product", entity_id="p-1")
-    AuditLogFactory(action="created", entity_type="user", entity_id="u-1")
+    hit = AuditLogFactory.create(action="soft_deleted", entity_type="product", entity_id="p-1")
+    AuditLogFactory.create(action="created", entity_type="user", entity_id="u-1")
     assert list(listed(admin_client, AuditLog, action="soft_deleted")) == [hit]
     assert list(listed(admin_client, AuditLog, entity_type="product")) == [hit]
     assert list(listed(admin_client, AuditLog, q="p-1")) == [hit]
@@ -281,7 +288,7 @@ def test_audit_filters_and_search(admin_client):
 
 
 def test_audit_log_cannot_be_added_changed_or_deleted(admin_client):
-    entry = AuditLogFactory()
+    entry = AuditLogFactory.create()
     assert admin_client.get(url(AuditLog, "add")).status_code == 403
     assert admin_client.post(url(AuditLog, "change", entry.pk), {"action": "x"}).status_code == 403
     assert admin_client.post(url(AuditLog, "delete", entry.pk), {"post": "yes"}).status_code == 403
@@ -306,7 +313,7 @@ def test_add_user_with_email_and_password(admin_client):
 
 
 def test_add_user_refuses_a_live_users_email_in_any_case(admin_client):
-    UserFactory(email="taken@example.com")
+    UserFactory.create(email="taken@example.com")
     response = admin_client.post(
         url(User, "add"),
         {
@@ -332,8 +339,8 @@ def user_change_data(user, **overrides):
 
 
 def test_change_user_saves_and_refuses_another_live_users_email(admin_client):
-    user = UserFactory()
-    UserFactory(email="other@example.com")
+    user = UserFactory.create()
+    UserFactory.create(email="other@example.com")
     bad = admin_client.get_object_page(
         User,
         url(User, "change", user.pk),
@@ -351,7 +358,7 @@ def test_change_user_saves_and_refuses_another_live_users_email(admin_client):
 
 
 def test_add_product_keeps_stock_read_only(admin_client):
-    category = CategoryFactory()
+    category = CategoryFactory.create()
     response = admin_client.post(
         url(Product, "add"),
         {
@@ -371,7 +378,7 @@ def test_add_product_keeps_stock_read_only(admin_client):
 
 
 def test_system_config_save_bumps_version_and_records_editor(admin_client, admin_user):
-    entry = SystemConfigFactory(key="feature.flag", value={"on": False})
+    entry = SystemConfigFactory.create(key="feature.flag", value={"on": False})
     response = admin_client.post(
         url(SystemConfig, "change", entry.pk),
         {"key": "feature.flag", "value": '{"on": true}', "description": "toggled"},
@@ -384,7 +391,7 @@ def test_system_config_save_bumps_version_and_records_editor(admin_client, admin
 
 
 def test_bulk_hard_delete_is_not_offered_for_soft_deletable_models(admin_client):
-    ProductFactory()
+    ProductFactory.create()
     response = admin_client.get(url(Product, "changelist"))
     actions = [value for value, _ in response.context["action_form"].fields["action"].choices]
     assert "delete_selected" not in actions
@@ -418,7 +425,7 @@ def test_soft_delete_and_restore_actions_go_through_the_repository(admin_client,
 
 
 def test_soft_delete_action_reports_repository_errors(admin_client):
-    dead = ProductFactory(deleted=True)
+    dead = ProductFactory.create(deleted=True)
     response = admin_client.post(
         url(Product, "changelist"),
         {"action": "soft_delete_selected", "_selected_action": [str(dead.pk)]},

@@ -19,7 +19,7 @@ def sqlstate(exc: BaseException) -> str | None:
 
 
 def test_audit_insert_is_allowed():
-    AuditLogFactory()
+    AuditLogFactory.create()
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO audit_logs (action, entity_type, entity_id) VALUES ('created', 'x', '1')"
@@ -28,7 +28,7 @@ def test_audit_insert_is_allowed():
 
 
 def test_raw_update_of_audit_log_is_refused():
-    entry = AuditLogFactory()
+    entry = AuditLogFactory.create()
     with pytest.raises(REFUSED) as info, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE audit_logs SET action = 'forged' WHERE id = %s", [entry.pk])
     assert sqlstate(info.value) == "42501"
@@ -38,7 +38,7 @@ def test_raw_update_of_audit_log_is_refused():
 
 
 def test_raw_delete_of_audit_log_is_refused():
-    entry = AuditLogFactory()
+    entry = AuditLogFactory.create()
     with pytest.raises(REFUSED) as info, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM audit_logs WHERE id = %s", [entry.pk])
     assert sqlstate(info.value) == "42501"
@@ -46,7 +46,7 @@ def test_raw_delete_of_audit_log_is_refused():
 
 
 def test_orm_update_and_delete_of_audit_log_are_refused():
-    entry = AuditLogFactory()
+    entry = AuditLogFactory.create()
     with pytest.raises(REFUSED), transaction.atomic():
         AuditLog.objects.filter(pk=entry.pk).update(entity_id="other")
     with pytest.raises(REFUSED), transaction.atomic():

@@ -16,13 +16,13 @@ PASSWORD = "correct horse battery staple"
 
 
 def test_login_by_email_ignores_case():
-    user = UserFactory(email="Dana@Example.com")
+    user = UserFactory.create(email="Dana@Example.com")
     assert authenticate(None, username="dana@EXAMPLE.com", password=PASSWORD) == user
     assert authenticate(None, email="DANA@example.com", password=PASSWORD) == user
 
 
 def test_login_with_wrong_password_is_refused():
-    UserFactory(email="erin@example.com")
+    UserFactory.create(email="erin@example.com")
     assert authenticate(None, username="erin@example.com", password="wrong") is None
 
 
@@ -36,18 +36,18 @@ def test_login_without_credentials_is_refused():
 
 
 def test_login_of_deleted_user_is_refused():
-    UserFactory(email="frank@example.com", deleted=True)
+    UserFactory.create(email="frank@example.com", deleted=True)
     assert authenticate(None, username="frank@example.com", password=PASSWORD) is None
 
 
 def test_login_of_inactive_user_is_refused():
-    UserFactory(email="gina@example.com", is_active=False)
+    UserFactory.create(email="gina@example.com", is_active=False)
     assert authenticate(None, username="gina@example.com", password=PASSWORD) is None
 
 
 def test_login_finds_live_user_when_a_deleted_one_had_the_email():
-    UserFactory(email="hal@example.com", deleted=True, password="old password")
-    live = UserFactory(email="hal@example.com")
+    UserFactory.create(email="hal@example.com", deleted=True, password="old password")
+    live = UserFactory.create(email="hal@example.com")
     assert authenticate(None, username="hal@example.com", password=PASSWORD) == live
 
 
@@ -89,6 +89,6 @@ def test_user_names_fall_back_to_email():
 
 
 def test_client_login_by_email(client):
-    UserFactory(email="lou@example.com", is_staff=True)
+    UserFactory.create(email="lou@example.com", is_staff=True)
     with zeal_ignore():  # login reads the session twice by design
         assert client.login(username="LOU@example.com", password=PASSWORD)

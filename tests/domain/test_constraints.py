@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -147,7 +148,7 @@ def test_order_rule_rejects_bad_row_via_raw_sql(rows, constraint, values):
 
 
 def test_order_idempotency_key_is_unique_per_user_only(rows):
-    other_user = UserFactory()
+    other_user = UserFactory.create()
     base = {"subtotal": 0, "total": 0, "placed_at": timezone.now(), "idempotency_key": "k-1"}
     raw_insert("orders", number="RAW-A", user_id=rows["user"], **base)
     raw_insert("orders", number="RAW-B", user_id=other_user.pk, **base)  # another user: fine
@@ -183,7 +184,7 @@ def test_status_history_rule_rejects_bad_row_via_raw_sql(rows, constraint, value
 
 
 def test_session_rules_reject_bad_rows_via_raw_sql(rows):
-    later = timezone.now() + timezone.timedelta(days=1)
+    later = timezone.now() + timedelta(days=1)
     expect_violation(
         "user_sessions_token_hash_sha256",
         "user_sessions",
@@ -196,9 +197,9 @@ def test_session_rules_reject_bad_rows_via_raw_sql(rows):
         "user_sessions",
         user_id=rows["user"],
         token_hash="a" * 64,
-        expires_at=timezone.now() - timezone.timedelta(days=1),
+        expires_at=timezone.now() - timedelta(days=1),
     )
-    session = UserSessionFactory()
+    session = UserSessionFactory.create()
     expect_violation(
         "user_sessions_token_hash_key",
         "user_sessions",
@@ -222,30 +223,30 @@ def test_update_to_negative_stock_is_rejected():
 
 
 def test_order_item_one_row_per_product_per_order():
-    line = OrderItemFactory()
+    line = OrderItemFactory.create()
     with pytest.raises(IntegrityError) as info, transaction.atomic():
-        OrderItemFactory(order=line.order, product=line.product)
+        OrderItemFactory.create(order=line.order, product=line.product)
     assert constraint_of(info.value) == "order_items_one_per_product"
 
 
 def test_system_config_key_is_unique():
-    SystemConfigFactory(key="feature.x")
+    SystemConfigFactory.create(key="feature.x")
     with pytest.raises(IntegrityError), transaction.atomic():
-        SystemConfigFactory(key="feature.x")
+        SystemConfigFactory.create(key="feature.x")
 
 
 # --- live-only uniqueness ------------------------------------------------------------------
 
 
 def test_user_email_unique_ignoring_case_among_live_users():
-    UserFactory(email="Alice@Example.com")
+    UserFactory.create(email="Alice@Example.com")
     with pytest.raises(IntegrityError) as info, transaction.atomic():
         raw_insert("users", email="alice@example.COM", password="!", is_superuser=False)
     assert constraint_of(info.value) == "users_email_live_uniq"
 
 
 def test_deleted_users_email_can_register_again():
-    old = UserFactory(email="bob@example.com", deleted=True)
+    old = UserFactory.create(email="bob@example.com", deleted=True)
     new = User.objects.create_user("BOB@example.com", "pw")
     assert new.pk != old.pk
     # Several deleted rows may share the email too.
@@ -256,24 +257,24 @@ def test_deleted_users_email_can_register_again():
 
 
 def test_restoring_a_user_whose_email_was_taken_again_is_rejected():
-    old = UserFactory(email="carol@example.com", deleted=True)
-    UserFactory(email="carol@example.com")
+    old = UserFactory.create(email="carol@example.com", deleted=True)
+    UserFactory.create(email="carol@example.com")
     with pytest.raises(IntegrityError) as info, transaction.atomic():
         User.all_objects.filter(pk=old.pk).update(deleted_at=None)
     assert constraint_of(info.value) == "users_email_live_uniq"
 
 
 def test_category_slug_unique_among_live_rows_only():
-    CategoryFactory(slug="garden", deleted=True)
-    CategoryFactory(slug="garden")
+    CategoryFactory.create(slug="garden", deleted=True)
+    CategoryFactory.create(slug="garden")
     with pytest.raises(IntegrityError) as info, transaction.atomic():
-        CategoryFactory(slug="garden")
+        CategoryFactory.create(slug="garden")
     assert constraint_of(info.value) == "categories_slug_live_uniq"
 
 
 def test_product_sku_unique_among_live_rows_only():
-    ProductFactory(sku="SKU-X", deleted=True)
-    ProductFactory(sku="SKU-X")
+    ProductFactory.create(sku="SKU-X", deleted=True)
+    ProductFactory.create(sku="SKU-X")
     with pytest.raises(IntegrityError) as info, transaction.atomic():
         raw_insert("products", sku="SKU-X", name="Dup", price=1)
     assert constraint_of(info.value) == "products_sku_live_uniq"
@@ -283,7 +284,7 @@ def test_product_sku_unique_among_live_rows_only():
 
 
 def test_protected_foreign_key_refuses_delete_at_database_level():
-    line = OrderItemFactory()
+    line = OrderItemFactory.create()
     with pytest.raises(IntegrityError) as info, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute("DELETE FROM products WHERE id = %s", [line.product_id])
@@ -299,16 +300,16 @@ def test_category_cannot_be_its_own_parent():
 
 
 def test_category_update_to_own_parent_is_refused():
-    category = CategoryFactory()
+    category = CategoryFactory.create()
     with pytest.raises(IntegrityError) as info, transaction.atomic():
         Category.objects.filter(pk=category.pk).update(parent=category.pk)
     assert constraint_of(info.value) == "categories_no_cycle"
 
 
 def test_category_cycle_is_refused_by_trigger():
-    root = CategoryFactory()
-    child = CategoryFactory(parent=root)
-    grandchild = CategoryFactory(parent=child)
+    root = CategoryFactory.create()
+    child = CategoryFactory.create(parent=root)
+    grandchild = CategoryFactory.create(parent=child)
     with pytest.raises(IntegrityError) as info, transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "UPDATE categories SET parent_id = %s WHERE id = %s", [grandchild.pk, root.pk]
@@ -318,15 +319,15 @@ def test_category_cycle_is_refused_by_trigger():
 
 
 def test_category_move_without_cycle_is_allowed():
-    root, other = CategoryFactory(), CategoryFactory()
-    child = CategoryFactory(parent=root)
+    root, other = CategoryFactory.create(), CategoryFactory.create()
+    child = CategoryFactory.create(parent=root)
     Category.objects.filter(pk=child.pk).update(parent=other)
     Category.objects.filter(pk=root.pk).update(parent=child)  # root under other's subtree
     assert Category.objects.get(pk=root.pk).parent_id == child.pk
 
 
 def test_order_status_check_rejects_unknown_status_via_orm():
-    order = OrderFactory()
+    order = OrderFactory.create()
     with pytest.raises(IntegrityError) as info, transaction.atomic():
         Order.objects.filter(pk=order.pk).update(status="lost")
     assert constraint_of(info.value) == "orders_status_valid"

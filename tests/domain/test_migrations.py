@@ -51,8 +51,8 @@ def test_makemigrations_check_is_clean():
 
 @pytest.mark.django_db(transaction=True)
 def test_migrations_reverse_keeps_data_and_forward_restores_rules(remigrate):
-    line = OrderItemFactory(product=ProductFactory.with_stock(3))
-    AuditLogFactory()
+    line = OrderItemFactory.create(product=ProductFactory.with_stock(3))
+    AuditLogFactory.create()
 
     call_command("migrate", "domain", "0001", verbosity=0)
     assert "audit_logs_append_only" not in triggers()
@@ -77,6 +77,6 @@ def test_migrate_domain_zero_and_back(remigrate):
     assert {"users", "products", "orders", "audit_logs", "user_sessions"} <= tables()
     # The schema is whole again: rules and the generated search column work.
     user = User.objects.create_user("after@example.com", "pw")
-    product = ProductFactory(name="Round trip lamp")
+    product = ProductFactory.create(name="Round trip lamp")
     assert Product.objects.filter(search_vector="lamp").get() == product
     assert User.objects.with_email("AFTER@example.com").get() == user

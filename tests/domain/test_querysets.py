@@ -22,22 +22,22 @@ pytestmark = pytest.mark.django_db
 
 
 def test_user_active_excludes_inactive_users():
-    active = UserFactory()
-    UserFactory(is_active=False)
-    assert list(User.objects.all().active()) == [active]
+    active = UserFactory.create()
+    UserFactory.create(is_active=False)
+    assert list(User.all_objects.alive().active()) == [active]
 
 
 def test_category_roots_are_parentless_categories():
-    root = CategoryFactory()
-    CategoryFactory(parent=root)
+    root = CategoryFactory.create()
+    CategoryFactory.create(parent=root)
     assert list(Category.objects.roots()) == [root]
 
 
 def test_product_helpers_filter_and_preload(django_assert_num_queries):
-    category = CategoryFactory()
-    active = ProductFactory(category=category)
-    ProductFactory(category=category, is_active=False)
-    ProductFactory()
+    category = CategoryFactory.create()
+    active = ProductFactory.create(category=category)
+    ProductFactory.create(category=category, is_active=False)
+    ProductFactory.create()
     assert list(Product.objects.active().for_category(category.pk)) == [active]
     with django_assert_num_queries(1):
         names = [p.category.name for p in Product.objects.with_category()]
@@ -45,10 +45,10 @@ def test_product_helpers_filter_and_preload(django_assert_num_queries):
 
 
 def test_order_helpers_filter_and_prefetch(django_assert_num_queries):
-    user = UserFactory()
-    paid = OrderFactory(user=user, status="paid")
-    OrderFactory(user=user, status="pending")
-    OrderFactory(status="delivered")
+    user = UserFactory.create()
+    paid = OrderFactory.create(user=user, status="paid")
+    OrderFactory.create(user=user, status="pending")
+    OrderFactory.create(status="delivered")
     OrderItemFactory.create_batch(2, order=paid)
     assert set(Order.objects.for_user(user.pk)) == {paid, Order.objects.get(status="pending")}
     assert set(Order.objects.revenue_bearing().values_list("status", flat=True)) == {
@@ -61,10 +61,10 @@ def test_order_helpers_filter_and_prefetch(django_assert_num_queries):
 
 
 def test_session_helpers_split_active_expired_and_revoked():
-    user = UserFactory()
-    active = UserSessionFactory(user=user)
-    UserSessionFactory(user=user, revoked_at=timezone.now())
-    expired = UserSessionFactory()
+    user = UserFactory.create()
+    active = UserSessionFactory.create(user=user)
+    UserSessionFactory.create(user=user, revoked_at=timezone.now())
+    expired = UserSessionFactory.create()
     UserSession.objects.filter(pk=expired.pk).update(
         created_at=timezone.now() - timedelta(days=2),
         expires_at=timezone.now() - timedelta(days=1),

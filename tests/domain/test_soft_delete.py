@@ -11,11 +11,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_default_managers_hide_deleted_rows():
-    live_user, dead_user = UserFactory(), UserFactory(deleted=True)
-    live_cat = CategoryFactory()
-    CategoryFactory(deleted=True)
-    live_prod = ProductFactory(category=live_cat)
-    dead_prod = ProductFactory(category=live_cat, deleted=True)
+    live_user, dead_user = UserFactory.create(), UserFactory.create(deleted=True)
+    live_cat = CategoryFactory.create()
+    CategoryFactory.create(deleted=True)
+    live_prod = ProductFactory.create(category=live_cat)
+    dead_prod = ProductFactory.create(category=live_cat, deleted=True)
     assert list(User.objects.all()) == [live_user]
     assert list(Category.objects.all()) == [live_cat]
     assert list(Product.objects.all()) == [live_prod]
@@ -24,41 +24,41 @@ def test_default_managers_hide_deleted_rows():
 
 
 def test_all_objects_include_deleted_rows():
-    live, dead = UserFactory(), UserFactory(deleted=True)
+    live, dead = UserFactory.create(), UserFactory.create(deleted=True)
     assert set(User.all_objects.all()) == {live, dead}
     assert list(User.all_objects.deleted()) == [dead]
     assert list(User.all_objects.alive()) == [live]
-    product = ProductFactory(deleted=True)
+    product = ProductFactory.create(deleted=True)
     assert Product.all_objects.filter(pk=product.pk).exists()
-    category = CategoryFactory(deleted=True)
+    category = CategoryFactory.create(deleted=True)
     assert Category.all_objects.filter(pk=category.pk).exists()
 
 
 def test_related_manager_hides_deleted_products():
-    category = CategoryFactory()
-    live = ProductFactory(category=category)
-    ProductFactory(category=category, deleted=True)
+    category = CategoryFactory.create()
+    live = ProductFactory.create(category=category)
+    ProductFactory.create(category=category, deleted=True)
     assert list(category.products.all()) == [live]
     assert category.products.count() == 1
 
 
 def test_related_manager_hides_deleted_children():
-    root = CategoryFactory()
-    child = CategoryFactory(parent=root)
-    CategoryFactory(parent=root, deleted=True)
+    root = CategoryFactory.create()
+    child = CategoryFactory.create(parent=root)
+    CategoryFactory.create(parent=root, deleted=True)
     assert list(root.children.all()) == [child]
 
 
 def test_prefetch_of_related_manager_hides_deleted_rows():
-    category = CategoryFactory()
-    live = ProductFactory(category=category)
-    ProductFactory(category=category, deleted=True)
+    category = CategoryFactory.create()
+    live = ProductFactory.create(category=category)
+    ProductFactory.create(category=category, deleted=True)
     (loaded,) = Category.objects.filter(pk=category.pk).prefetch_related("products")
     assert list(loaded.products.all()) == [live]
 
 
 def test_forward_key_loads_deleted_product_from_order_item():
-    line = OrderItemFactory()
+    line = OrderItemFactory.create()
     Product.objects.filter(pk=line.product_id).soft_delete()
     line.refresh_from_db()
     assert line.product.is_deleted
@@ -66,18 +66,19 @@ def test_forward_key_loads_deleted_product_from_order_item():
 
 
 def test_forward_key_loads_deleted_row_with_select_related():
-    line = OrderItemFactory()
+    line = OrderItemFactory.create()
     Product.objects.filter(pk=line.product_id).soft_delete()
     loaded = type(line).objects.select_related("product", "order__user").get(pk=line.pk)
     assert loaded.product.deleted_at is not None
 
 
 def test_forward_key_loads_deleted_parent_category():
-    parent = CategoryFactory()
-    child = CategoryFactory(parent=parent)
+    parent = CategoryFactory.create()
+    child = CategoryFactory.create(parent=parent)
     Category.objects.filter(pk=parent.pk).soft_delete()
     child = Category.objects.get(pk=child.pk)
     assert child.parent == parent
+    assert child.parent is not None
     assert child.parent.is_deleted
 
 
@@ -90,7 +91,7 @@ def test_soft_delete_queryset_marks_rows_and_returns_count():
 
 
 def test_user_manager_lookup_ignores_deleted_users():
-    UserFactory(email="gone@example.com", deleted=True)
+    UserFactory.create(email="gone@example.com", deleted=True)
     assert User.objects.with_email("GONE@example.com").first() is None
     with pytest.raises(User.DoesNotExist):
         User.objects.get_by_natural_key("gone@example.com")

@@ -89,6 +89,12 @@ def test_set_keeps_or_replaces_the_description():
     assert repo.set("a.b", 3, description="second").description == "second"
 
 
+def test_set_raises_validation_error_when_description_is_not_text():
+    with pytest.raises(ValidationError) as info:
+        SystemConfigRepository().set("a.b", 1, description=5)
+    assert "description" in info.value.errors
+
+
 def test_set_with_expected_version_updates_when_the_version_matches():
     repo = SystemConfigRepository()
     repo.set("feature.x", "on")
@@ -280,6 +286,11 @@ def test_create_many_and_update_many_and_delete_many_work_on_entries():
     assert repo.all() == {"bulk.a": 0, "bulk.b": 0}
     assert repo.delete_many({"key": "bulk.a"}) == 1
     assert repo.all() == {"bulk.b": 0}
+
+
+def test_create_raises_validation_error_when_data_is_not_a_mapping():
+    with pytest.raises(ValidationError):
+        SystemConfigRepository().create(["key", "value"])
 
 
 def test_update_refuses_renaming_a_key():

@@ -488,3 +488,8 @@ def test_soft_delete_raises_not_found_when_already_deleted():
     with pytest.raises(NotFoundError):
         UserRepository().soft_delete(user.pk)
     assert not UserSession.objects.exists()
+
+
+def test_create_with_password_none_sets_an_unusable_one():
+    user = UserRepository().create({"email": "none@example.com", "password": None})
+    assert not User.objects.get(pk=user.pk).has_usable_password()

@@ -365,7 +365,7 @@ def build_search_query(text: str) -> _SearchQuery | None:
             params.append(f"{word}:*")
             shortest = max(MIN_TRUNCATION, len(word) - MAX_TRUNCATION)
             for end in range(len(word) - 1, shortest - 1, -1):
-                alternatives.append("to_tsquery('simple', %s)")
+                alternatives.append("to_tsquery('english', %s)")
                 params.append(word[:end])
             terms.append("(" + " || ".join(alternatives) + ")")
         term = " && ".join(terms)
@@ -393,6 +393,9 @@ class ProductRepository(BaseRepository[Product]):
     default_order = ("name",)
     select_related = ("category",)
     audit_exclude = ("search_vector",)
+    # Stock moves only through adjust_stock/restock and orders, which write the ledger;
+    # a generic update could break stock_quantity == sum(movements).
+    readonly_fields = ("stock_quantity",)
 
     def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[Product]:
         """Return products with their category, without the (large) search vector."""

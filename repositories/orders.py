@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,7 +25,7 @@ from domain.models import (
     OrderStatus,
     OrderStatusHistory,
 )
-from repositories.audit import AuditEntry, record
+from repositories.audit import AuditEntry, current_audit_state, record
 from repositories.base import BaseRepository
 from repositories.catalog import constraint_name_of, parse_uuid
 from repositories.error_mapping import translate_errors
@@ -190,6 +190,38 @@ class OrderRepository(BaseRepository[Order]):
     default_order = ("-placed_at",)
     select_related = ("user",)
     prefetch_related = (_items_prefetch(),)
+    # Orders change only through their verbs (place_order, transition, cancel), so the
+    # generic writes cannot bypass stock, ledger, history or the status graph.
+    readonly_fields = (
+        "number",
+        "user",
+        "status",
+        "currency",
+        "subtotal",
+        "total",
+        "placed_at",
+        "idempotency_key",
+    )
+
+    def create(self, data: Mapping[str, Any]) -> Order:
+        """Refuse: orders are created by `place_order` (stock, ledger, history, audit)."""
+        raise ValidationError({"__all__": ["Orders are created with place_order()."]})
+
+    def create_many(
+        self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000
+    ) -> list[Order]:
+        """Refuse: orders are created one by one by `place_order`."""
+        raise ValidationError({"__all__": ["Orders are created with place_order()."]})
+
+    def delete(self, id: object) -> None:
+        """Refuse: orders are never deleted; cancel them instead."""
+        raise ValidationError({"__all__": ["Orders are never deleted; use cancel()."]})
+
+    def delete_many(
+        self, filters: Mapping[str, Any] | None, *, include_deleted: bool = False
+    ) -> int:
+        """Refuse: orders are never deleted; cancel them instead."""
+        raise ValidationError({"__all__": ["Orders are never deleted; use cancel()."]})
 
     # --- reads ---------------------------------------------------------------------
 
@@ -244,7 +276,8 @@ class OrderRepository(BaseRepository[Order]):
         active and in stock, insert the order with snapshots of sku, name and price,
         decrement stock and write `sale` movements in one statement, add the first
         status-history row and the audit rows. The query count does not depend on the
-        number of lines (9 queries, 2 more with an idempotency key).
+        number of lines: 9 statements (3 more with an idempotency key: the replay
+        lookup and the savepoint around the insert); a replayed key costs 2 queries.
 
         The same `idempotency_key` for the same user returns the first order without
         touching stock again, also when both requests race (the loser's insert meets
@@ -470,7 +503,8 @@ class OrderRepository(BaseRepository[Order]):
         """Move an order to `to_status` along the status graph; return it updated.
 
         Locks the order row (SELECT ... FOR UPDATE), so of concurrent transitions each
-        sees the previous one's result; increments `version`, writes a history row and a
+        sees the previous one's result; increments `version`, writes a history row (its
+        actor is `actor`, else the signed-in user of the audit context) and a
         "status_changed" audit row. Moving to `cancelled` returns the stock through
         `cancellation` movements (products locked in primary-key order).
         Raises NotFoundError, ValidationError (unknown status), StaleObjectError
@@ -544,8 +578,12 @@ class OrderRepository(BaseRepository[Order]):
 
     @staticmethod
     def _actor_id(actor: Any) -> uuid.UUID | None:
+        """Return the acting user's id: `actor`, else the audit context's signed-in user."""
         if actor is None:
-            return None
+            context_actor = current_audit_state().actor
+            if context_actor is None or not getattr(context_actor, "is_authenticated", False):
+                return None
+            actor = context_actor
         key = parse_uuid(getattr(actor, "pk", actor))
         if key is None:
             raise ValidationError({"actor": ["Actor must be a user or a user id."]})

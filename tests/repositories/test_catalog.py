@@ -428,3 +428,8 @@ def test_search_uses_the_gin_index(products):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "products_search_gin" in plan
     assert "Bitmap Index Scan" in plan
+
+
+def test_search_ignores_stop_words_like_websearch(products, shop):
+    assert [p.pk for p in products.search("them wool socks")] == [shop["socks"].pk]
+    assert [p.pk for p in products.search("the wool")] == [shop["socks"].pk]

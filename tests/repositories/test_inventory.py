@@ -231,3 +231,15 @@ def test_concurrent_adjust_stock_never_goes_below_zero(products):
     assert taken == sold
     assert outcomes.count("ok") == InventoryMovement.objects.filter(reason="adjustment").count()
     assert final <= 1  # 16 takers of 1-2 units wanted 24 from 10: only a 1 can be left over
+
+
+@pytest.mark.django_db
+def test_generic_writes_cannot_change_stock_outside_the_ledger(products):
+    product = ProductFactory.with_stock(3)
+    with pytest.raises(ValidationError):
+        products.update(product.pk, {"stock_quantity": 99})
+    with pytest.raises(ValidationError):
+        products.create({"sku": "NEW-1", "name": "New", "price": "1.00", "stock_quantity": 5})
+    updated = products.update(product.pk, {"name": "Renamed"})
+    assert (updated.name, updated.stock_quantity) == ("Renamed", 3)
+    assert stock_of(product) == 3 == ledger_sum(product)

@@ -467,3 +467,33 @@ def test_place_order_raises_conflict_when_order_number_clashes(orders, monkeypat
         orders.place_order(UserFactory.create().pk, [(product.pk, 1)], idempotency_key="b")
     assert "number" in info.value.fields
     assert stock_of(product) == 4 == ledger_sum(product)
+
+
+def test_generic_writes_cannot_bypass_order_verbs(orders):
+    order, _ = _placed(orders)
+    with pytest.raises(ValidationError):
+        orders.create({"number": "X"})
+    with pytest.raises(ValidationError):
+        orders.create_many([{"number": "X"}])
+    with pytest.raises(ValidationError):
+        orders.update(order.pk, {"status": "delivered"})
+    with pytest.raises(ValidationError):
+        orders.update_many({"status": "pending"}, {"total": Decimal("0.00")})
+    with pytest.raises(ValidationError):
+        orders.delete(order.pk)
+    with pytest.raises(ValidationError):
+        orders.delete_many({"status": "pending"})
+    assert Order.objects.get(pk=order.pk).status == "pending"
+
+
+def test_transition_takes_actor_from_audit_context_when_not_given(orders):
+    from repositories.audit import audit_context
+
+    order, _ = _placed(orders)
+    staff = UserFactory.create(is_staff=True)
+    with audit_context(actor=staff, request_id="req-1"):
+        orders.transition(order.pk, "paid")
+    history = OrderStatusHistory.objects.get(order=order, to_status="paid")
+    assert history.actor_id == staff.pk
+    entry = AuditLog.objects.get(action="status_changed", entity_id=str(order.pk))
+    assert (entry.actor_id, entry.request_id) == (staff.pk, "req-1")

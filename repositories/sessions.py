@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import django_filters as filters
 from django.conf import settings
@@ -116,6 +117,16 @@ class SessionRepository(BaseRepository[UserSession]):
     default_order = ("-created_at",)
     select_related = ("user",)
     audit_exclude = ("token_hash",)
+    # A session's owner and token never change; revocation goes through revoke().
+    readonly_fields = ("user", "token_hash")
+
+    def create(self, data: Mapping[str, Any]) -> NoReturn:
+        """Refuse: sessions are opened by create_session(), which issues the token."""
+        raise TypeError("SessionRepository.create is refused: use create_session().")
+
+    def create_many(self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000) -> NoReturn:
+        """Refuse: sessions are opened one at a time by create_session()."""
+        raise TypeError("SessionRepository.create_many is refused: use create_session().")
 
     def create_session(
         self,

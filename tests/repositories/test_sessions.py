@@ -527,3 +527,20 @@ def test_suspicious_users_raises_validation_error_when_arguments_are_invalid(
 
 def test_hash_token_is_sha256_hex():
     assert hash_token("abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_create_and_create_many_are_refused_in_favour_of_create_session():
+    user = UserFactory()
+    with pytest.raises(TypeError, match="create_session"):
+        SessionRepository().create({"user_id": user.pk, "token_hash": "0" * 64})
+    with pytest.raises(TypeError, match="create_session"):
+        SessionRepository().create_many([{"user_id": user.pk}])
+    assert not UserSession.objects.exists()
+
+
+def test_update_cannot_change_the_owner_or_the_token_hash():
+    session = UserSessionFactory()
+    with pytest.raises(ValidationError) as info:
+        SessionRepository().update(session.pk, {"token_hash": "0" * 64, "user": UserFactory()})
+    assert set(info.value.errors) == {"token_hash", "user"}
+    assert SessionRepository().update(session.pk, {"user_agent": "curl"}).user_agent == "curl"

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import django_filters as filters
 from django.conf import settings
-from django.db import connections
+from django.db import connections, models
 from django.db.models import BooleanField, FloatField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -57,7 +57,9 @@ def _max_page_size() -> int:
 
 
 def parse_uuid(value: object) -> uuid.UUID | None:
-    """Return `value` as a UUID, or None when it is not one (malformed ids find nothing)."""
+    """Return `value` (a UUID, its text, or a model instance) as a UUID, else None."""
+    if isinstance(value, models.Model):
+        value = value.pk
     if isinstance(value, uuid.UUID):
         return value
     if isinstance(value, str):

@@ -433,3 +433,41 @@ def test_search_uses_the_gin_index(products):
 def test_search_ignores_stop_words_like_websearch(products, shop):
     assert [p.pk for p in products.search("them wool socks")] == [shop["socks"].pk]
     assert [p.pk for p in products.search("the wool")] == [shop["socks"].pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_crossing_moves_cannot_build_a_cycle():
+    import threading
+
+    a = CategoryFactory.create(name="A")
+    b = CategoryFactory.create(name="B")
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def move(child: Category, parent: Category) -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(CategoryRepository().move(child.pk, parent.pk))
+        except ValidationError as exc:
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=move, args=(a, b)),
+        threading.Thread(target=move, args=(b, a)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(type(o).__name__ for o in outcomes) == ["Category", "ValidationError"]
+    parents = dict(Category.objects.values_list("name", "parent__name"))
+    assert None in parents.values()  # one of them is still a root: no cycle
+
+
+def test_repositories_accept_model_instances_as_ids(categories, products):
+    tree = _tree_fixture()
+    ProductFactory.create(category=tree["trail"])
+    assert len(categories.descendants(tree["shoes"])) == 3
+    assert len(products.in_category(tree["running"])) == 1

@@ -1,0 +1,233 @@
+"""StrictFilterSet: unknown keys and invalid values are errors; every filter kind works."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.http import QueryDict
+from django.utils import timezone
+
+from domain.models import Product
+from repositories.errors import InvalidQueryError
+from repositories.filters import StrictFilterSet
+from tests.factories import CategoryFactory, ProductFactory
+from tests.repositories.sample_repositories import (
+    SampleProductFilterSet,
+    SampleProductRepository,
+)
+
+# --- validation without a database ---------------------------------------------------------
+
+
+def test_data_keys_include_range_suffixes():
+    keys = SampleProductFilterSet.data_keys()
+    assert keys["price_min"] == "price"
+    assert keys["price_max"] == "price"
+    assert keys["created_after"] == "created"
+    assert "price" not in keys
+
+
+@pytest.mark.parametrize(
+    "key", ["bogus", "name__regex", "email__regex", "price", "user__password", "id", ""]
+)
+def test_unknown_filter_key_raises_with_allowed_names(key):
+    with pytest.raises(InvalidQueryError) as caught:
+        SampleProductFilterSet.normalize({key: "x"})
+    [message] = caught.value.errors[key]
+    assert "Unknown filter" in message
+    assert "price_min" in message
+
+
+def test_every_unknown_key_is_reported_at_once():
+    with pytest.raises(InvalidQueryError) as caught:
+        SampleProductFilterSet.normalize({"a": 1, "b": 2, "name": "ok", 3: "x"})
+    assert set(caught.value.errors) == {"a", "b", "3"}
+
+
+@pytest.mark.parametrize("data", [["name"], "name=x", 5, ("a", 1)])
+def test_filters_that_are_not_a_mapping_raise(data):
+    with pytest.raises(InvalidQueryError) as caught:
+        SampleProductFilterSet.normalize(data)
+    assert "__all__" in caught.value.errors
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("is_active", True, "true"),
+        ("is_active", "False", "false"),
+        ("is_active", "1", "true"),
+        ("is_active", "off", "false"),
+        ("price_min", Decimal("2.5"), "2.5"),
+        ("price_min", 3, "3"),
+        ("category", uuid.UUID(int=7), str(uuid.UUID(int=7))),
+        ("created_after", dt.datetime(2024, 1, 2, tzinfo=dt.UTC), "2024-01-02T00:00:00+00:00"),
+        ("id__in", [uuid.UUID(int=1), uuid.UUID(int=2)], [str(uuid.UUID(int=i)) for i in (1, 2)]),
+        ("currency", "EUR", ["EUR"]),
+        ("currency", ("EUR", "USD"), ["EUR", "USD"]),
+        ("id__in", "a,b", "a,b"),
+    ],
+)
+def test_values_become_query_string_values(key, value, expected):
+    form_data, nothing = SampleProductFilterSet.normalize({key: value})
+    assert form_data == {key: expected}
+    assert nothing is False
+
+
+@pytest.mark.parametrize("value", [None, "", " "])
+def test_empty_values_mean_no_constraint(value):
+    key = "id__in" if value == " " else "name"
+    assert SampleProductFilterSet.normalize({key: value}) == ({}, False)
+
+
+def test_empty_list_for_an_in_filter_matches_nothing():
+    assert SampleProductFilterSet.normalize({"id__in": []}) == ({}, True)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("is_active", "maybe", "true or false"),
+        ("name", ["a", "b"], "single value"),
+        ("id__in", ["a,b"], "commas"),
+        ("name", object(), "Unsupported"),
+        ("name", {"a": 1}, "Unsupported"),
+        ("id__in", [["nested"]], "Unsupported"),
+    ],
+)
+def test_values_of_the_wrong_shape_raise(key, value, message):
+    with pytest.raises(InvalidQueryError) as caught:
+        SampleProductFilterSet.normalize({key: value})
+    assert message in caught.value.errors[key][0]
+
+
+def test_query_dict_from_a_request_is_accepted():
+    query = QueryDict("name=lamp&price_min=2&is_active=true")
+    form_data, _ = SampleProductFilterSet.normalize(query)
+    assert form_data == {"name": "lamp", "price_min": "2", "is_active": "true"}
+
+
+def test_filterset_without_filters_accepts_nothing():
+    class Empty(StrictFilterSet):
+        pass
+
+    assert Empty.data_keys() == {}
+    with pytest.raises(InvalidQueryError) as caught:
+        Empty.normalize({"name": "x"})
+    assert "none" in caught.value.errors["name"][0]
+
+
+# --- applied to a repository ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("price_min", "abc"),
+        ("price_max", "NaN"),
+        ("created_after", "yesterday"),
+        ("category", "not-a-uuid"),
+        ("id__in", ["x"]),
+        ("stock_quantity__in", "1,a"),
+        ("currency", ["GBP"]),
+        ("name", "a\x00b"),
+    ],
+)
+def test_invalid_value_raises_with_form_errors_before_any_query(
+    key, value, django_assert_num_queries
+):
+    field = SampleProductFilterSet.data_keys()[key]
+    with django_assert_num_queries(0), pytest.raises(InvalidQueryError) as caught:
+        SampleProductRepository().find_many({key: value})
+    assert list(caught.value.errors) == [field]
+    assert caught.value.errors[field]
+
+
+@pytest.mark.django_db
+def test_text_contains_filter_is_case_insensitive():
+    ProductFactory.create(name="Red Lamp")
+    ProductFactory.create(name="Chair")
+    assert [p.name for p in SampleProductRepository().find_many({"name": "lamp"})] == ["Red Lamp"]
+
+
+@pytest.mark.django_db
+def test_price_range_filter_is_inclusive():
+    for price in ("1.00", "5.00", "9.00"):
+        ProductFactory.create(price=Decimal(price))
+    repository = SampleProductRepository()
+    rows = repository.find_many({"price_min": "5", "price_max": Decimal("9")}, order_by=["price"])
+    assert [p.price for p in rows] == [Decimal("5.00"), Decimal("9.00")]
+    assert repository.count({"price_max": 1}) == 1
+
+
+@pytest.mark.django_db
+def test_date_range_filter_uses_created_at():
+    old = ProductFactory.create()
+    Product.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=10))
+    new = ProductFactory.create()
+    cutoff = timezone.now() - dt.timedelta(days=1)
+    repository = SampleProductRepository()
+    assert repository.find_many({"created_after": cutoff}) == [new]
+    assert repository.find_many({"created_before": cutoff.isoformat()}) == [old]
+
+
+@pytest.mark.django_db
+def test_in_filters_accept_lists_and_comma_separated_text():
+    products = ProductFactory.create_batch(3)
+    repository = SampleProductRepository()
+    wanted = [products[0].pk, products[2].pk]
+    assert set(repository.find_many({"id__in": wanted})) == {products[0], products[2]}
+    text = ",".join(str(k) for k in wanted)
+    assert repository.count({"id__in": text}) == 2
+
+
+@pytest.mark.django_db
+def test_empty_in_list_matches_nothing_without_a_query(django_assert_num_queries):
+    ProductFactory.create()
+    with django_assert_num_queries(0):
+        assert SampleProductRepository().find_many({"id__in": []}) == []
+
+
+@pytest.mark.django_db
+def test_boolean_filter_accepts_booleans_and_text():
+    ProductFactory.create(is_active=True)
+    ProductFactory.create(is_active=False)
+    repository = SampleProductRepository()
+    assert repository.count({"is_active": True}) == 1
+    assert repository.count({"is_active": "false"}) == 1
+    assert repository.count({"is_active": None}) == 2
+
+
+@pytest.mark.django_db
+def test_related_id_filters_accept_keys_and_instances():
+    tools, toys = CategoryFactory.create_batch(2)
+    ProductFactory.create_batch(2, category=tools)
+    ProductFactory.create(category=toys)
+    repository = SampleProductRepository()
+    assert repository.count({"category": tools.pk}) == 2
+    assert repository.count({"category": tools}) == 2
+    assert repository.count({"category__in": [tools, toys]}) == 3
+    assert repository.count({"category_name": tools.name.upper()}) == 2
+
+
+@pytest.mark.django_db
+def test_multiple_choice_filter_matches_any_of_the_values():
+    ProductFactory.create(currency="EUR")
+    ProductFactory.create(currency="USD")
+    repository = SampleProductRepository()
+    assert repository.count({"currency": ["EUR", "USD"]}) == 2
+    assert repository.count({"currency": "USD"}) == 1
+
+
+@pytest.mark.django_db
+def test_apply_narrows_any_queryset():
+    ProductFactory.create(name="lamp")
+    ProductFactory.create(name="desk")
+    narrowed = SampleProductFilterSet.apply({"name": "lam"}, Product.objects.all())
+    assert [p.name for p in narrowed] == ["lamp"]
+    assert SampleProductFilterSet.apply({"id__in": []}, Product.objects.all()).count() == 0
+    assert SampleProductFilterSet.apply(None, Product.objects.all()).count() == 2

@@ -1,0 +1,411 @@
+"""Offset pages, the signed cursor codec, the keyset condition and cursor iteration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from domain.models import Product
+from repositories.errors import InvalidQueryError
+from repositories.pagination import (
+    CursorPage,
+    Page,
+    RowComparison,
+    SortKey,
+    _b64decode,
+    _b64encode,
+    _secret,
+    decode_cursor,
+    encode_cursor,
+    keyset_condition,
+    query_fingerprint,
+)
+from tests.factories import CategoryFactory, ProductFactory
+from tests.repositories.sample_repositories import SampleProductRepository
+
+
+def key(name: str, descending: bool = False) -> SortKey:
+    return SortKey(Product._meta.get_field(name), descending)  # type: ignore[arg-type]
+
+
+KEYS = (key("created_at"), key("price", True), key("category"), key("id"))
+VALUES = [
+    dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC),
+    Decimal("12.50"),
+    None,
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+]
+
+
+# --- cursor codec (no database) ------------------------------------------------------------
+
+
+def test_cursor_round_trips_typed_values():
+    cursor = encode_cursor(VALUES, "fp")
+    assert decode_cursor(cursor, "fp", KEYS) == VALUES
+
+
+def test_cursor_is_opaque_url_safe_text():
+    cursor = encode_cursor(VALUES, "fp")
+    assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert "12.50" not in cursor
+
+
+def test_cursor_from_another_query_is_refused():
+    cursor = encode_cursor(VALUES, query_fingerprint("products", ["name"]))
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(cursor, query_fingerprint("products", ["-name"]), KEYS)
+    assert "other filters or another order" in caught.value.errors["after"][0]
+
+
+def test_tampered_cursor_payload_is_refused():
+    body, signature = encode_cursor(VALUES, "fp").split(".")
+    payload = json.loads(_b64decode(body))
+    payload["k"][1] = "0.01"
+    forged = f"{_b64encode(json.dumps(payload).encode())}.{signature}"
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(forged, "fp", KEYS)
+    assert "signature" in caught.value.errors["after"][0]
+
+
+def test_cursor_with_flipped_signature_byte_is_refused():
+    cursor = encode_cursor(VALUES, "fp")
+    flipped = cursor[:-2] + ("A" if cursor[-2] != "A" else "B") + cursor[-1]
+    with pytest.raises(InvalidQueryError):
+        decode_cursor(flipped, "fp", KEYS)
+
+
+def test_cursor_signed_with_another_secret_is_refused(settings):
+    cursor = encode_cursor(VALUES, "fp")
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "CURSOR_SECRET": "rotated"}
+    with pytest.raises(InvalidQueryError):
+        decode_cursor(cursor, "fp", KEYS)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "abc", "a.b", ".", "é.é", "x" * 5000, 12, None, b"abc", "!!!.???", "YWJj.YWJj=="],
+)
+def test_malformed_cursor_is_refused(cursor):
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(cursor, "fp", KEYS)
+    assert "after" in caught.value.errors
+
+
+def _sign(raw: bytes) -> str:
+    return f"{_b64encode(raw)}.{_b64encode(hmac.new(_secret(), raw, hashlib.sha256).digest())}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        json.dumps([1, 2]).encode(),
+        json.dumps({"v": 2, "f": "fp", "k": []}).encode(),
+        json.dumps({"v": 1, "f": "fp", "k": "x"}).encode(),
+        json.dumps({"v": 1, "f": "fp", "k": [1]}).encode(),
+        json.dumps({"v": 1, "f": "fp", "k": ["yesterday", "1", None, str(uuid.uuid4())]}).encode(),
+        json.dumps({"v": 1, "f": "fp", "k": [None, "1", None, str(uuid.uuid4())]}).encode(),
+        json.dumps({"v": 1, "f": "fp", "k": ["2024-01-01T00:00:00Z", "x", None, "y"]}).encode(),
+    ],
+)
+def test_signed_but_malformed_cursor_is_refused(payload):
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(_sign(payload), "fp", KEYS)
+    assert caught.value.errors == {"after": ["Malformed cursor."]}
+
+
+def test_query_fingerprint_depends_on_every_part():
+    base = query_fingerprint("a", {"x": 1}, ["name"])
+    assert base == query_fingerprint("a", {"x": 1}, ["name"])
+    assert base != query_fingerprint("a", {"x": 2}, ["name"])
+    assert base != query_fingerprint("a", {"x": 1}, ["-name"])
+
+
+# --- keyset condition (no database) --------------------------------------------------------
+
+
+def test_uniform_direction_uses_a_row_comparison():
+    condition = keyset_condition((key("created_at"), key("id")), VALUES[:1] + VALUES[3:])
+    assert isinstance(condition, RowComparison)
+    assert condition.operator == ">"
+    descending = keyset_condition((key("name", True), key("id", True)), ["a", VALUES[3]])
+    assert descending.operator == "<"
+
+
+def test_mixed_directions_use_or_expansion_with_leading_bound():
+    condition = keyset_condition((key("price", True), key("name"), key("id")), [1, "a", 2])
+    assert isinstance(condition, Q)
+    assert ("price__lte", 1) in condition.children
+
+
+def test_nullable_key_uses_or_expansion():
+    condition = keyset_condition((key("category"), key("id")), [None, VALUES[3]])
+    assert isinstance(condition, Q)
+
+
+def test_row_comparison_rejects_unknown_operators_and_shapes():
+    with pytest.raises(ValueError, match="row comparison"):
+        RowComparison([], ">", [])
+    with pytest.raises(ValueError, match="row comparison"):
+        RowComparison(["a"], ">=", [1])
+
+
+@pytest.mark.parametrize(
+    ("total", "page", "size", "expected"),
+    [(0, 1, 20, (1, False, False)), (45, 2, 20, (3, True, True)), (40, 2, 20, (2, False, True))],
+)
+def test_page_build_derives_pages_and_neighbours(total, page, size, expected):
+    built: Page[Product] = Page.build([], total=total, page=page, page_size=size)
+    assert (built.pages, built.has_next, built.has_previous) == expected
+
+
+# --- offset pages --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_paginate_returns_page_with_totals_in_two_queries(django_assert_num_queries):
+    for name in "abcde":
+        ProductFactory.create(name=name)
+    with django_assert_num_queries(2):
+        page = SampleProductRepository().paginate(page=2, page_size=2)
+        [str(p.category) for p in page.items]
+    assert [p.name for p in page.items] == ["c", "d"]
+    assert (page.total, page.page, page.page_size, page.pages) == (5, 2, 2, 3)
+    assert page.has_next and page.has_previous
+    assert isinstance(page.items, list)
+
+
+@pytest.mark.django_db
+def test_paginate_empty_result_is_one_empty_page():
+    page = SampleProductRepository().paginate({"name": "nothing"})
+    assert (page.items, page.total, page.pages, page.has_next) == ([], 0, 1, False)
+
+
+@pytest.mark.django_db
+def test_paginate_past_the_last_page_raises():
+    ProductFactory.create()
+    with pytest.raises(InvalidQueryError) as caught:
+        SampleProductRepository().paginate(page=2, page_size=10)
+    assert "page" in caught.value.errors
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("page", 0),
+        ("page", "1"),
+        ("page", None),
+        ("page_size", 0),
+        ("page_size", 101),
+        ("page_size", 10**9),
+        ("page_size", True),
+    ],
+)
+def test_paginate_rejects_bad_page_or_size_before_any_query(
+    argument, value, django_assert_num_queries
+):
+    with django_assert_num_queries(0), pytest.raises(InvalidQueryError) as caught:
+        SampleProductRepository().paginate(**{argument: value})
+    assert argument in caught.value.errors
+
+
+@pytest.mark.django_db
+def test_page_size_cap_follows_settings(settings):
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "MAX_PAGE_SIZE": 3}
+    with pytest.raises(InvalidQueryError):
+        SampleProductRepository().paginate(page_size=4)
+    assert SampleProductRepository().paginate(page_size=3).page_size == 3
+
+
+# --- cursor pages --------------------------------------------------------------------------
+
+
+def _all_pages(repository, limit=3, **kwargs) -> list[list[Product]]:
+    pages: list[list[Product]] = []
+    after = None
+    while True:
+        page = repository.paginate_cursor(after=after, limit=limit, **kwargs)
+        pages.append(page.items)
+        if not page.has_next:
+            assert page.next_cursor is None
+            return pages
+        after = page.next_cursor
+
+
+def _spread_created_at(products: list[Product]) -> None:
+    start = timezone.now() - dt.timedelta(days=1)
+    for index, product in enumerate(products):
+        # pairs share a timestamp so the primary key has to break ties
+        Product.objects.filter(pk=product.pk).update(
+            created_at=start + dt.timedelta(minutes=index // 2)
+        )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "order_by",
+    [
+        ["created_at"],
+        ["-created_at"],
+        ["name"],
+        ["-price", "name"],
+        ["price", "-created_at"],
+        ["category_id"],
+        ["-category_id", "-name"],
+        ["category_id", "-price"],
+    ],
+)
+def test_cursor_pages_return_every_row_once_in_order(order_by, django_assert_max_num_queries):
+    categories = CategoryFactory.create_batch(2)
+    products = [
+        ProductFactory.create(
+            name=f"n{i % 4}",
+            price=Decimal(i % 3),
+            category=categories[i % 2] if i % 3 else None,
+        )
+        for i in range(11)
+    ]
+    _spread_created_at(products)
+    repository = SampleProductRepository()
+    expected = repository.find_many(order_by=order_by)
+    with django_assert_max_num_queries(5):
+        pages = _all_pages(repository, order_by=order_by)
+    assert [len(p) for p in pages] == [3, 3, 3, 2]
+    assert [p.pk for page in pages for p in page] == [p.pk for p in expected]
+
+
+@pytest.mark.django_db
+def test_cursor_page_loads_relations_in_one_query(django_assert_num_queries):
+    ProductFactory.create_batch(4)
+    with django_assert_num_queries(1):
+        page = SampleProductRepository().paginate_cursor(limit=3)
+        [str(p.category) for p in page.items]
+    assert isinstance(page, CursorPage)
+    assert page.has_next and page.next_cursor
+
+
+@pytest.mark.django_db
+def test_cursor_iteration_sees_rows_inserted_ahead_once_and_never_repeats():
+    originals = ProductFactory.create_batch(7)
+    _spread_created_at(originals)
+    repository = SampleProductRepository()
+    seen: list[uuid.UUID] = []
+    inserted_ahead: list[uuid.UUID] = []
+    after = None
+    for _ in range(20):
+        page = repository.paginate_cursor(order_by=["created_at"], after=after, limit=2)
+        seen.extend(p.pk for p in page.items)
+        # one row ahead of the cursor (newest) and one behind it (oldest) per page
+        ahead = ProductFactory.create()
+        if len(inserted_ahead) < 3:
+            inserted_ahead.append(ahead.pk)
+        else:
+            Product.objects.filter(pk=ahead.pk).update(deleted_at=timezone.now())
+        behind = ProductFactory.create()
+        Product.objects.filter(pk=behind.pk).update(
+            created_at=timezone.now() - dt.timedelta(days=30)
+        )
+        if not page.has_next:
+            break
+        after = page.next_cursor
+    assert len(seen) == len(set(seen))
+    assert set(seen) == {p.pk for p in originals} | set(inserted_ahead)
+
+
+@pytest.mark.django_db
+def test_cursor_with_other_filters_or_order_is_refused():
+    ProductFactory.create_batch(3, name="lamp")
+    repository = SampleProductRepository()
+    cursor = repository.paginate_cursor({"name": "lamp"}, limit=1).next_cursor
+    assert cursor
+    with pytest.raises(InvalidQueryError):
+        repository.paginate_cursor({"name": "lam"}, after=cursor, limit=1)
+    with pytest.raises(InvalidQueryError):
+        repository.paginate_cursor({"name": "lamp"}, order_by=["-name"], after=cursor, limit=1)
+    with pytest.raises(InvalidQueryError):
+        repository.paginate_cursor({"name": "lamp"}, after=cursor, include_deleted=True)
+    second = repository.paginate_cursor({"name": "lamp"}, after=cursor, limit=1)
+    assert len(second.items) == 1
+
+
+@pytest.mark.django_db
+def test_cursor_from_another_repository_is_refused():
+    from tests.repositories.sample_repositories import SampleCategoryRepository
+
+    CategoryFactory.create_batch(2)
+    cursor = SampleCategoryRepository().paginate_cursor(limit=1).next_cursor
+    with pytest.raises(InvalidQueryError):
+        SampleProductRepository().paginate_cursor(after=cursor, limit=1)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("limit", [0, -1, 101, "5", True, None, 2.0])
+def test_cursor_page_rejects_bad_limit_before_any_query(limit, django_assert_num_queries):
+    with django_assert_num_queries(0), pytest.raises(InvalidQueryError) as caught:
+        SampleProductRepository().paginate_cursor(limit=limit)
+    assert "limit" in caught.value.errors
+
+
+@pytest.mark.django_db
+def test_empty_cursor_text_means_first_page():
+    ProductFactory.create()
+    assert len(SampleProductRepository().paginate_cursor(after="").items) == 1
+
+
+# --- the keyset condition is answered from the index ---------------------------------------
+
+
+def _plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def _cursor_page_sql(order_by: list[str]) -> str:
+    repository = SampleProductRepository()
+    repository.create_many(
+        [{"sku": f"E{i}", "name": f"n{i % 7}", "price": i % 50} for i in range(400)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE products")
+    cursor_text = repository.paginate_cursor(order_by=order_by, limit=2).next_cursor
+    with CaptureQueriesContext(connection) as captured:
+        repository.paginate_cursor(order_by=order_by, after=cursor_text, limit=2)
+    [query] = captured.captured_queries
+    return query["sql"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order_by", [["created_at"], ["-created_at"]])
+def test_keyset_row_comparison_is_an_index_condition(order_by):
+    sql = _cursor_page_sql(order_by)
+    assert "ROW(" in sql
+    plan = _plan(sql)
+    assert "products_created_idx" in plan
+    index_cond = next(line for line in plan.splitlines() if "Index Cond" in line)
+    assert "created_at" in index_cond
+    assert "id" in index_cond
+    assert "Sort" not in plan
+
+
+@pytest.mark.django_db
+def test_mixed_direction_keyset_bounds_the_leading_column_from_the_index():
+    sql = _cursor_page_sql(["-price", "name"])
+    plan = _plan(sql)
+    assert "products_price_idx" in plan
+    index_cond = next(line for line in plan.splitlines() if "Index Cond" in line)
+    assert "price <=" in index_cond

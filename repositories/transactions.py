@@ -33,6 +33,8 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 # Timeouts this module sets; they are reported as QueryTimeoutError by error_mapping.
 _TIMEOUT_SQLSTATES = frozenset({"57014", "55P03"})
 
+_MAX_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's limit for both settings
+
 BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_MAX_SECONDS = 1.0
 
@@ -261,8 +263,6 @@ def _isolation_sql(isolation: str | None) -> str | None:
     key = isolation.strip().lower() if isinstance(isolation, str) else None
     if key in ISOLATION_LEVELS:
         return ISOLATION_LEVELS[key]
-    if isolation in ISOLATION_LEVELS.values():
-        return isolation
     raise ValueError(
         f"isolation must be one of {', '.join(map(repr, ISOLATION_LEVELS))}, not {isolation!r}"
     )
@@ -276,8 +276,10 @@ def _timeout_ms(name: str, value: Timeout) -> int | None:
         if ms != int(ms):
             raise ValueError(f"{name} must be a whole number of milliseconds, not {value!r}")
         value = int(ms)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a timedelta or milliseconds >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TIMEOUT_MS:
+        raise ValueError(
+            f"{name} must be a timedelta or milliseconds in 0..{_MAX_TIMEOUT_MS}, not {value!r}"
+        )
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import pytest
@@ -181,3 +182,19 @@ def test_slow_query_threshold_follows_settings_changes(settings):
     assert instrumentation._load_threshold() == pytest.approx(1.234)
     settings.REPOSITORIES = {**settings.REPOSITORIES, "SLOW_QUERY_MS": 5}
     assert instrumentation._slow_query_seconds is None
+
+
+@pytest.mark.django_db
+def test_connection_pool_is_in_use_when_db_pool_is_on(settings):
+    pool_on = os.environ.get("DB_POOL", "1").strip().lower() in {"", "1", "true", "yes", "on"}
+    connection.ensure_connection()
+    assert ("pool" in settings.DATABASES["default"]["OPTIONS"]) is pool_on
+    pool = getattr(connection, "pool", None)  # the PostgreSQL backend's psycopg pool
+    assert (pool is not None) is pool_on
+    if pool is not None:
+        assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
+        assert pool.get_stats()["pool_size"] >= 1
+        # The test database, not the development one, is behind the pool.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            assert cursor.fetchone()[0] == connection.settings_dict["NAME"]

@@ -334,7 +334,8 @@ def test_atomic_lock_timeout_raises_query_timeout_error_when_a_row_is_locked():
 
 
 @pytest.mark.parametrize(
-    "value", [-1, 1.5, "100", True, dt.timedelta(microseconds=1500), dt.timedelta(seconds=-1)]
+    "value",
+    [-1, 1.5, "100", True, 2**31, dt.timedelta(microseconds=1500), dt.timedelta(seconds=-1)],
 )
 def test_atomic_rejects_invalid_timeouts(value):
     with pytest.raises(ValueError, match="statement_timeout"):
@@ -562,3 +563,43 @@ def test_backoff_grows_with_jitter_and_is_capped():
         pauses = [backoff_seconds(attempt) for _ in range(200)]
         assert all(0.5 * ceiling <= p <= 1.5 * ceiling for p in pauses)
         assert len(set(pauses)) > 1  # jittered
+
+
+def _kill_backend_of(conn: Any) -> None:
+    """Terminate a connection's server process from a second, independent connection."""
+    import psycopg
+
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    params = conn.get_connection_params()
+    params.pop("pool", None)
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_leaves_no_open_block_when_setting_up_the_transaction_fails():
+    _kill_backend_of(connection)
+    with pytest.raises(DatabaseError), atomic(isolation="serializable"):
+        pass  # pragma: no cover - never entered
+    assert connection.in_atomic_block is False
+    connection.close()
+    with atomic(isolation="serializable"):  # the next block gets a working connection
+        assert _setting("transaction_isolation") == "serializable"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_rolls_back_when_restoring_the_outer_timeout_fails():
+    with (
+        pytest.raises(DatabaseError),
+        atomic(statement_timeout=5000),
+        atomic(statement_timeout=100),
+    ):
+        SystemConfigFactory.create(key="lost")
+        _kill_backend_of(connection)
+    assert connection.in_atomic_block is False
+    connection.close()
+    assert not SystemConfig.objects.exists()

@@ -229,7 +229,8 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         return (True, rows[0][0]) if rows else (False, None)
 
     def _locked(self, key: str) -> SystemConfig | None:
-        return SystemConfig.objects.using(self.using).select_for_update().filter(key=key).first()
+        query = SystemConfig.objects.using(self.using).select_for_update().filter(key=key)
+        return next(iter(query[:1]), None)
 
     def _insert(self, key: str, value: Any, description: str, actor_id: Any) -> SystemConfig | None:
         now = timezone.now()

@@ -152,7 +152,7 @@ class SessionRepository(BaseRepository[UserSession]):
         if key is None:
             raise NotFoundError("User", user_id)
         with translate_errors(UserSession, using=self.using):
-            user = User.objects.db_manager(self.using).filter(pk=key).first()
+            user = next(iter(User.objects.db_manager(self.using).filter(pk=key)[:1]), None)
         if user is None:
             raise NotFoundError("User", user_id)
         if not user.is_active:
@@ -185,7 +185,7 @@ class SessionRepository(BaseRepository[UserSession]):
         if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_LENGTH:
             return None
         with translate_errors(UserSession, using=self.using):
-            session = (
+            session_query = (
                 UserSession.objects.using(self.using)
                 .select_related("user")
                 .filter(
@@ -195,8 +195,9 @@ class SessionRepository(BaseRepository[UserSession]):
                     user__deleted_at__isnull=True,
                     user__is_active=True,
                 )
-                .first()
             )
+            # [:1] rather than first(): no ORDER BY, the token_hash unique index answers.
+            session = next(iter(session_query[:1]), None)
             if session is not None and _due_for_touch(session.last_seen_at):
                 with connections[self.using].cursor() as cursor:
                     cursor.execute(_TOUCH_SQL, [session.pk])
@@ -224,9 +225,8 @@ class SessionRepository(BaseRepository[UserSession]):
             )
             if changed:
                 record([_revoked_entry(key, now, reason)], using=self.using)
-            session = (
-                UserSession.objects.using(self.using).select_related("user").filter(pk=key).first()
-            )
+            query = UserSession.objects.using(self.using).select_related("user").filter(pk=key)
+            session = next(iter(query[:1]), None)
         if session is None:
             raise NotFoundError("UserSession", session_id)
         return session

@@ -70,7 +70,9 @@ class UserRepository(BaseRepository[User]):
         if not email.strip():
             return None
         with translate_errors(User, using=self.using):
-            return User.objects.db_manager(self.using).get_queryset().with_email(email).first()
+            queryset = User.objects.db_manager(self.using).get_queryset().with_email(email)
+            # [:1] rather than first(): no ORDER BY, the unique index answers alone.
+            return next(iter(queryset[:1]), None)
 
     def find_active_users(
         self,

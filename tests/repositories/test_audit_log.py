@@ -6,7 +6,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domain.models import AuditLog
@@ -252,3 +253,30 @@ def test_database_refuses_rewriting_the_trail_even_around_the_repository(stateme
     assert sqlstate_of(info.value) == "42501"
     row.refresh_from_db()
     assert row.action == "created"
+
+
+def plan_of(run) -> str:
+    """EXPLAIN the first SELECT `run` sends, with sequential scans discouraged."""
+    with CaptureQueriesContext(connection) as captured:
+        run()
+    sql = next(q["sql"] for q in captured.captured_queries if "SELECT" in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_trail_queries_are_answered_from_indexes():
+    # With sequential scans priced out, a Seq Scan in a plan means no index can serve it.
+    actor = UserFactory()
+    AuditLogFactory.create_batch(3, actor=actor, entity_type="product", entity_id="p")
+    repo = AuditLogRepository()
+    plans = {
+        "for_entity": plan_of(lambda: repo.for_entity("product", "p")),
+        "by_actor": plan_of(lambda: repo.by_actor(actor.pk)),
+        "paginate_cursor": plan_of(lambda: repo.paginate_cursor(limit=2)),
+        "find_many": plan_of(lambda: repo.find_many({"action": "created"})),
+    }
+    for name, plan in plans.items():
+        assert "Seq Scan on audit_logs" not in plan, (name, plan)
+    assert "audit_entity_idx" in plans["for_entity"]

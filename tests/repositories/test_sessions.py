@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domain.models import AuditLog, UserSession
@@ -544,3 +545,39 @@ def test_update_cannot_change_the_owner_or_the_token_hash():
         SessionRepository().update(session.pk, {"token_hash": "0" * 64, "user": UserFactory()})
     assert set(info.value.errors) == {"token_hash", "user"}
     assert SessionRepository().update(session.pk, {"user_agent": "curl"}).user_agent == "curl"
+
+
+# -- index use -------------------------------------------------------------------------
+
+
+def plan_of(run, marker: str) -> str:
+    """EXPLAIN the first statement containing `marker` that `run` sends (no seq scans)."""
+    with CaptureQueriesContext(connection) as captured:
+        run()
+    sql = next(q["sql"] for q in captured.captured_queries if marker in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_session_queries_are_answered_from_indexes():
+    # With sequential scans priced out, a Seq Scan in a plan means no index can serve it.
+    user = UserFactory()
+    UserSessionFactory.create_batch(3, user=user)
+    expired_session(user=user)
+    repo = SessionRepository()
+    plans = {
+        "validate": plan_of(lambda: repo.validate("t"), "SELECT"),
+        "active_for_user": plan_of(lambda: repo.active_for_user(user.pk), "SELECT"),
+        "cleanup_expired": plan_of(repo.cleanup_expired, "DELETE FROM user_sessions"),
+        "suspicious_users": plan_of(
+            lambda: repo.suspicious_users(window=timedelta(hours=1), min_distinct_ips=2),
+            "SELECT",
+        ),
+    }
+    for name, plan in plans.items():
+        assert "Seq Scan" not in plan, (name, plan)
+    assert "user_sessions_token_hash" in plans["validate"]
+    assert "user_sessions_expires_idx" in plans["cleanup_expired"]
+    assert "user_sessions_created_idx" in plans["suspicious_users"]

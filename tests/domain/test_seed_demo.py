@@ -189,3 +189,17 @@ def test_empty_seed_writes_nothing():
     out = seed(users=0, categories=0, products=0, orders=0)
     assert "Seeded 0 users" in out
     assert not User.all_objects.exists()
+
+
+def test_seed_never_oversells_when_stock_runs_out():
+    seed(products=1, orders=200)
+    product = Product.all_objects.get()
+    sold = -sum(m.delta for m in InventoryMovement.objects.filter(reason="sale"))
+    assert product.stock_quantity >= 0
+    assert Order.objects.count() < 200  # orders that found no stock were not placed
+    assert sold > 0
+
+
+def test_seed_shows_a_progress_bar(capsys):
+    call_command("seed_demo", stdout=StringIO(), **(SMALL | {"orders": 5}))
+    assert "seed_demo" in capsys.readouterr().err

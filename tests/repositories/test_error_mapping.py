@@ -1,0 +1,374 @@
+"""Error mapping by SQLSTATE: pure units with psycopg errors, then real database errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import psycopg.errors as pg
+import psycopg_pool
+import pytest
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection
+from django.db import ProgrammingError as DjangoProgrammingError
+from django.db import transaction as django_transaction
+from django.db.models import ProtectedError
+
+from domain.models import AuditLog, Category, Product, User
+from repositories.error_mapping import (
+    discard_broken_connection,
+    is_retryable,
+    sqlstate_of,
+    translate,
+    translate_errors,
+)
+from repositories.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidQueryError,
+    NotFoundError,
+    QueryTimeoutError,
+    RepositoryError,
+    TransactionConflictError,
+    ValidationError,
+)
+from repositories.transactions import atomic
+from tests.factories import AuditLogFactory, CategoryFactory, ProductFactory, UserFactory
+from tests.repositories.sample_repositories import SampleProductRepository
+
+
+def wrapped(django_class: type[Exception], pg_error: Exception) -> Exception:
+    """Return a Django error raised from a psycopg error, as Django's wrapper does."""
+    try:
+        try:
+            raise pg_error
+        except psycopg.Error as exc:
+            raise django_class(str(exc)) from exc
+    except django_class as outer:
+        return outer
+
+
+# --- pure units ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (wrapped(IntegrityError, pg.UniqueViolation("dup")), ConflictError),
+        (wrapped(IntegrityError, pg.ExclusionViolation("overlap")), ConflictError),
+        (wrapped(IntegrityError, pg.CheckViolation("check")), ValidationError),
+        (wrapped(IntegrityError, pg.NotNullViolation("null")), ValidationError),
+        (wrapped(IntegrityError, pg.ForeignKeyViolation("fk")), ValidationError),
+        (wrapped(IntegrityError, pg.RestrictViolation("restrict")), ValidationError),
+        (wrapped(DataError, pg.StringDataRightTruncation("long")), ValidationError),
+        (wrapped(DataError, pg.NumericValueOutOfRange("big")), ValidationError),
+        (wrapped(DataError, pg.InvalidTextRepresentation("text")), ValidationError),
+        # Django wraps the same condition in different classes; the SQLSTATE decides.
+        (wrapped(OperationalError, pg.UniqueViolation("dup")), ConflictError),
+        (wrapped(DjangoProgrammingError, pg.CheckViolation("check")), ValidationError),
+        (wrapped(OperationalError, pg.QueryCanceled("statement")), QueryTimeoutError),
+        (wrapped(OperationalError, pg.LockNotAvailable("lock")), QueryTimeoutError),
+        (wrapped(OperationalError, pg.AdminShutdown("bye")), DatabaseUnavailableError),
+        (wrapped(OperationalError, pg.ConnectionFailure("gone")), DatabaseUnavailableError),
+        (
+            wrapped(OperationalError, pg.IdleInTransactionSessionTimeout("idle")),
+            DatabaseUnavailableError,
+        ),
+        (wrapped(OperationalError, pg.CannotConnectNow("starting")), DatabaseUnavailableError),
+        (
+            wrapped(OperationalError, psycopg.OperationalError("the connection is closed")),
+            DatabaseUnavailableError,
+        ),
+        (
+            wrapped(OperationalError, psycopg_pool.PoolTimeout("no connection in 10s")),
+            DatabaseUnavailableError,
+        ),
+        (InterfaceError("connection already closed"), DatabaseUnavailableError),
+        (psycopg.InterfaceError("the connection is lost"), DatabaseUnavailableError),
+        (wrapped(OperationalError, pg.SerializationFailure("retry")), TransactionConflictError),
+        (wrapped(OperationalError, pg.DeadlockDetected("retry")), TransactionConflictError),
+        (ProtectedError("referenced", set()), ValidationError),
+        (wrapped(IntegrityError, psycopg.IntegrityError("no state")), ValidationError),
+        (wrapped(DataError, psycopg.DataError("NUL bytes")), ValidationError),
+        (wrapped(DjangoProgrammingError, pg.UndefinedTable("no table")), RepositoryError),
+        (wrapped(DjangoProgrammingError, pg.InsufficientPrivilege("append-only")), RepositoryError),
+    ],
+)
+def test_translate_classifies_by_sqlstate(error, expected):
+    result = translate(error)
+    assert type(result) is expected
+
+
+def test_translate_reports_timeout_kind():
+    statement = translate(wrapped(OperationalError, pg.QueryCanceled("x")))
+    lock = translate(wrapped(OperationalError, pg.LockNotAvailable("x")))
+    assert (statement.kind, lock.kind) == ("statement", "lock")  # type: ignore[attr-defined]
+
+
+def test_translate_returns_repository_errors_unchanged():
+    error = NotFoundError("Product", 1)
+    assert translate(error) is error
+
+
+def test_translate_maps_does_not_exist_to_not_found():
+    result = translate(Product.DoesNotExist(), model=Product)
+    assert isinstance(result, NotFoundError)
+    assert result.entity == "Product"
+
+
+def test_translate_in_a_read_turns_invalid_values_into_invalid_query():
+    result = translate(wrapped(DataError, pg.NumericValueOutOfRange("big")), reading=True)
+    assert isinstance(result, InvalidQueryError)
+
+
+def test_sqlstate_of_walks_causes_and_contexts_without_looping():
+    inner = pg.UniqueViolation("dup")
+    outer = RuntimeError("outer")
+    outer.__context__ = inner
+    inner.__context__ = outer  # a cycle
+    assert sqlstate_of(outer) == "23505"
+    assert sqlstate_of(RuntimeError("plain")) is None
+    assert is_retryable(wrapped(OperationalError, pg.DeadlockDetected("x")))
+    assert not is_retryable(wrapped(IntegrityError, pg.UniqueViolation("x")))
+
+
+def test_translate_errors_chains_the_original_error():
+    original = wrapped(IntegrityError, pg.UniqueViolation("dup"))
+    with pytest.raises(ConflictError) as caught, translate_errors():
+        raise original
+    assert caught.value.__cause__ is original
+
+
+def test_translate_errors_lets_retryable_errors_through_untouched():
+    original = wrapped(OperationalError, pg.SerializationFailure("retry"))
+    with pytest.raises(OperationalError) as caught, translate_errors():
+        raise original
+    assert caught.value is original
+
+
+def test_translate_errors_ignores_other_exceptions():
+    with pytest.raises(KeyError), translate_errors():
+        raise KeyError("x")
+
+
+def test_translate_errors_works_as_a_decorator():
+    @translate_errors(Product)
+    def fail() -> None:
+        raise wrapped(DataError, pg.StringDataRightTruncation("too long"))
+
+    with pytest.raises(ValidationError):
+        fail()
+    assert fail.__name__ == "fail"
+
+
+# --- real database errors ------------------------------------------------------------------
+
+
+def raise_in_savepoint(action, model=None) -> RepositoryError:
+    with (
+        pytest.raises(RepositoryError) as caught,
+        translate_errors(model),
+        django_transaction.atomic(),
+    ):
+        action()
+    assert caught.value.__cause__ is not None
+    return caught.value
+
+
+@pytest.mark.django_db
+def test_real_unique_violation_names_field_and_constraint():
+    first, second = ProductFactory.create_batch(2)
+    error = raise_in_savepoint(
+        lambda: Product.objects.filter(pk=second.pk).update(sku=first.sku), Product
+    )
+    assert isinstance(error, ConflictError)
+    assert (error.fields, error.constraint) == (("sku",), "products_sku_live_uniq")
+    assert "sku" in str(error)
+
+
+@pytest.mark.django_db
+def test_real_unique_violation_on_lower_email_index_names_email():
+    UserFactory.create(email="Same@example.com")
+    error = raise_in_savepoint(lambda: User.objects.create(email="same@EXAMPLE.com"))
+    assert isinstance(error, ConflictError)
+    assert error.fields == ("email",)
+
+
+@pytest.mark.django_db
+def test_real_unique_violation_from_detail_when_constraint_is_unknown():
+    first, second = ProductFactory.create_batch(2)
+
+    def clash() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("CREATE UNIQUE INDEX tmp_products_name_uniq ON products (name)")
+            cursor.execute("UPDATE products SET name = %s WHERE id = %s", [first.name, second.pk])
+
+    error = raise_in_savepoint(clash, Product)
+    assert isinstance(error, ConflictError)
+    assert error.fields == ("name",)
+
+
+@pytest.mark.django_db
+def test_real_check_violation_names_field():
+    product = ProductFactory.create()
+    error = raise_in_savepoint(lambda: Product.objects.filter(pk=product.pk).update(price=-1))
+    assert isinstance(error, ValidationError)
+    assert list(error.errors) == ["price"]
+    assert "products_price_non_negative" in error.errors["price"][0]
+
+
+@pytest.mark.django_db
+def test_real_trigger_check_violation_keeps_the_database_message():
+    parent = CategoryFactory.create()
+    child = CategoryFactory.create(parent=parent)
+    error = raise_in_savepoint(
+        lambda: Category.objects.filter(pk=parent.pk).update(parent=child), Category
+    )
+    assert isinstance(error, ValidationError)
+    assert "descendant" in error.errors["__all__"][0]
+
+
+@pytest.mark.django_db
+def test_real_not_null_violation_names_field():
+    product = ProductFactory.create()
+    error = raise_in_savepoint(lambda: Product.objects.filter(pk=product.pk).update(name=None))
+    assert isinstance(error, ValidationError)
+    assert error.errors == {"name": ["This field cannot be null."]}
+
+
+@pytest.mark.django_db
+def test_real_foreign_key_violation_names_field_and_table():
+    product = ProductFactory.create()
+
+    def dangling() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        Product.objects.filter(pk=product.pk).update(category_id=uuid.uuid4())
+
+    error = raise_in_savepoint(dangling)
+    assert isinstance(error, ValidationError)
+    assert list(error.errors) == ["category"]
+    assert "categories" in error.errors["category"][0]
+
+
+@pytest.mark.django_db
+def test_real_foreign_key_violation_on_delete_says_still_referenced():
+    product = ProductFactory.create()
+
+    def orphan() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("DELETE FROM categories WHERE id = %s", [product.category_id])
+
+    error = raise_in_savepoint(orphan)
+    assert isinstance(error, ValidationError)
+    assert "still referenced from products" in error.errors["__all__"][0]
+
+
+@pytest.mark.django_db
+def test_real_data_errors_are_validation_errors():
+    product = ProductFactory.create()
+    too_long = raise_in_savepoint(
+        lambda: Product.objects.filter(pk=product.pk).update(currency="EURO")
+    )
+    assert isinstance(too_long, ValidationError)
+
+    def bad_cast() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT %s::integer", ["x"])
+
+    assert isinstance(raise_in_savepoint(bad_cast), ValidationError)
+
+
+@pytest.mark.django_db
+def test_real_append_only_violation_is_a_repository_error():
+    row = AuditLogFactory.create()
+    error = raise_in_savepoint(lambda: AuditLog.objects.filter(pk=row.pk).update(action="x"))
+    assert type(error) is RepositoryError
+    assert "42501" in str(error)
+
+
+@pytest.mark.django_db
+def test_real_statement_timeout_is_a_query_timeout():
+    def slow() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = '20ms'")
+            cursor.execute("SELECT pg_sleep(1)")
+
+    error = raise_in_savepoint(slow)
+    assert isinstance(error, QueryTimeoutError)
+    assert error.kind == "statement"
+
+
+def _blocker() -> psycopg.Connection:
+    """Open a second, independent connection to the test database."""
+    wanted = {"dbname", "host", "port", "user", "password", "connect_timeout"}
+    params = {k: v for k, v in connection.get_connection_params().items() if k in wanted}
+    return psycopg.connect(**params, autocommit=False)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("timeouts", "kind"),
+    [({"lock_timeout": 50}, "lock"), ({"statement_timeout": 50}, "statement")],
+)
+def test_repository_write_waiting_on_a_lock_raises_query_timeout(timeouts, kind):
+    product = ProductFactory.create()
+    blocker = _blocker()
+    try:
+        blocker.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", [product.pk])
+        with pytest.raises(QueryTimeoutError) as caught, atomic(**timeouts):
+            SampleProductRepository().update(product.pk, {"name": "late"})
+        assert caught.value.kind == kind
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert SampleProductRepository().update(product.pk, {"name": "now"}).name == "now"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_backend_raises_unavailable_then_next_call_reconnects():
+    product = ProductFactory.create()
+    repository = SampleProductRepository()
+    assert repository.find_by_id(product.pk) == product
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    killer = _blocker()
+    try:
+        killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+        killer.commit()
+    finally:
+        killer.close()
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        repository.find_by_id(product.pk)
+    assert caught.value.__cause__ is not None
+    assert repository.find_by_id(product.pk) == product
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_backend_during_a_write_leaves_no_partial_row():
+    repository = SampleProductRepository()
+    repository.find_many()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    killer = _blocker()
+    killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+    killer.commit()
+    killer.close()
+    with pytest.raises(DatabaseUnavailableError):
+        repository.create({"sku": "K", "name": "k", "price": 1})
+    assert repository.count() == 0
+    assert repository.create({"sku": "K", "name": "k", "price": 1}).sku == "K"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_discard_broken_connection_forgets_a_dead_socket():
+    connection.ensure_connection()
+    connection.connection.close()  # the socket is gone under Django's feet
+    discard_broken_connection()
+    assert SampleProductRepository().count() == 0

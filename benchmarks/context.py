@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from benchmarks.config import Scale
 from benchmarks.database import BENCH_ALIAS, BenchDatabase

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import platform
@@ -34,7 +35,13 @@ SERVER_SETTINGS = (
     "max_connections",
 )
 # Connection options Django understands but libpq does not.
-_DJANGO_ONLY_OPTIONS = {"pool", "server_side_binding", "isolation_level", "assume_role", "cursor_factory"}
+_DJANGO_ONLY_OPTIONS = {
+    "pool",
+    "server_side_binding",
+    "isolation_level",
+    "assume_role",
+    "cursor_factory",
+}
 
 
 @dataclass
@@ -90,7 +97,9 @@ class BenchDatabase:
         self.unregister()
         maintenance = self.base.get("NAME") if self.base.get("NAME") != self.name else "postgres"
         with psycopg.connect(self.conninfo(maintenance), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
         self.register()
 
@@ -99,7 +108,9 @@ class BenchDatabase:
         self.unregister()
         maintenance = self.base.get("NAME") if self.base.get("NAME") != self.name else "postgres"
         with psycopg.connect(self.conninfo(maintenance), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )
 
     def register(self) -> None:
         """Add `bench` (the project's settings, pool included) and `bench_direct` (no pool)."""
@@ -136,8 +147,12 @@ class BenchDatabase:
     # --- reporting --------------------------------------------------------------------
     def server_settings(self) -> dict[str, str]:
         with self.raw_connect(prepared=False) as conn:
-            values = {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0] for name in SERVER_SETTINGS}  # type: ignore[index]
-            values["version"] = conn.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
+            values: dict[str, str] = {}
+            for name in SERVER_SETTINGS:
+                row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+                values[name] = row[0] if row else ""
+            row = conn.execute("SELECT version()").fetchone()
+            values["version"] = row[0] if row else ""
         return values
 
 
@@ -153,10 +168,8 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     memory_gb = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model,

@@ -24,7 +24,9 @@ class QueryCounter:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
         self.count += 1
         return execute(sql, params, many, context)
 
@@ -104,7 +106,9 @@ class VariantResult:
         data = {
             "median_ms": round(self.median_ms, 4) if self.samples_ms else None,
             "p95_ms": round(self.p95_ms, 4) if self.samples_ms else None,
-            "mean_ms": round(sum(self.samples_ms) / len(self.samples_ms), 4) if self.samples_ms else None,
+            "mean_ms": round(sum(self.samples_ms) / len(self.samples_ms), 4)
+            if self.samples_ms
+            else None,
             "samples": len(self.samples_ms),
             "queries_per_op": self.queries_per_op,
             "items_per_op": self.unit_items,
@@ -126,7 +130,11 @@ class Target:
     def met(self) -> bool | None:
         if self.value is None:
             return None
-        return self.value <= self.threshold if self.comparison == "<=" else self.value >= self.threshold
+        return (
+            self.value <= self.threshold
+            if self.comparison == "<="
+            else self.value >= self.threshold
+        )
 
 
 @dataclass
@@ -139,6 +147,8 @@ class ScenarioResult:
     extra: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Set when the scenario could not be measured (its variants disagreed).
+    error: str | None = None
 
     def ratio(self, a: str, b: str) -> float | None:
         """Cost of variant `a` over that of `b`: median time per item (or 1 / items per s)."""
@@ -153,7 +163,9 @@ class ScenarioResult:
 
     def as_dict(self) -> dict[str, Any]:
         variants = {}
-        for name, result in self.variants.items():
+        order = {NAIVE: 0, REPOSITORY: 1, RAW: 3}
+        ranked = sorted(self.variants.items(), key=lambda kv: order.get(kv[0], 2))
+        for name, result in ranked:
             data = result.as_dict()
             data["ratio_to_naive"] = _round(self.ratio(name, NAIVE))
             data["ratio_to_raw"] = _round(self.ratio(name, RAW))
@@ -168,6 +180,7 @@ class ScenarioResult:
             ],
             "extra": self.extra,
             "notes": self.notes,
+            "error": self.error,
         }
 
 
@@ -229,7 +242,8 @@ def check_agreement(
             if want != have:
                 raise VariantMismatchError(
                     f"{variant.name} disagrees with {ref.name} on input #{index} "
-                    f"({items[index]!r}):\n  {ref.name}: {_short(want)}\n  {variant.name}: {_short(have)}"
+                    f"({items[index]!r}):\n  {ref.name}: {_short(want)}\n"
+                    f"  {variant.name}: {_short(have)}"
                 )
 
 

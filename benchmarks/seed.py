@@ -5,19 +5,24 @@ from __future__ import annotations
 import psycopg
 
 #: Filler vocabulary for searchable text; none of these contains a search term below.
-FILLER_WORDS = (
-    "oak walnut maple birch cedar linen cotton wool silk denim leather canvas velvet "
-    "steel copper brass bronze chrome granite marble ceramic glass bamboo rattan wicker "
-    "lamp table chair sofa stool bench shelf desk cabinet drawer mirror rug cushion blanket "
-    "kettle teapot skillet wok pan pot knife fork spoon ladle whisk grater bowl plate mug "
-    "jacket coat scarf glove boot sandal sneaker hat belt wallet satchel backpack tote "
-    "hammer wrench drill saw chisel pliers ruler level clamp ladder bucket hose rake shovel "
-    "guitar violin drum piano flute trumpet speaker headphone radio camera tripod lens "
-    "red blue green yellow orange purple black white grey silver golden ivory amber teal "
-    "compact deluxe sturdy modern rustic vintage nordic urban coastal alpine desert tropic "
-    "small large medium slim wide tall short round square oval curved folding portable "
-    "premium basic essential travel outdoor indoor garden kitchen office studio workshop"
-).split()
+FILLER_WORDS = tuple(
+    " ".join(
+        (
+            "oak walnut maple birch cedar linen cotton wool silk denim leather canvas velvet",
+            "steel copper brass bronze chrome granite marble ceramic glass bamboo rattan",
+            "wicker lamp table chair sofa stool bench shelf desk cabinet drawer mirror rug",
+            "cushion blanket kettle teapot skillet wok pan pot knife fork spoon ladle whisk",
+            "grater bowl plate mug jacket coat scarf glove boot sandal sneaker hat belt",
+            "wallet satchel backpack tote hammer wrench drill saw chisel pliers ruler level",
+            "clamp ladder bucket hose rake shovel guitar violin drum piano flute trumpet",
+            "speaker headphone radio camera tripod lens red blue green yellow orange purple",
+            "black white grey silver golden ivory amber teal compact deluxe sturdy modern",
+            "rustic vintage nordic urban coastal alpine desert tropic small large medium slim",
+            "wide tall short round square oval curved folding portable premium basic",
+            "essential travel outdoor indoor garden kitchen office studio workshop",
+        )
+    ).split()
+)
 #: In about a third of the names: ranks tens of thousands of hits.
 COMMON_TERM = "classic"
 #: In a handful of products: answered from the GIN index alone.
@@ -43,11 +48,12 @@ def seed_people(conn: psycopg.Connection, *, users: int, categories: int = 50) -
     )
     conn.execute(
         """
-        INSERT INTO users (password, is_superuser, email, first_name, last_name, created_at, updated_at)
+        INSERT INTO users (password, is_superuser, email, first_name, last_name, created_at,
+                           updated_at)
         SELECT '!bench', false, 'user' || lpad(g::text, 7, '0') || '@bench.example',
-               'First' || g, 'Last' || g,
-               %(epoch)s::timestamptz + g * interval '1 minute', %(epoch)s::timestamptz + g * interval '1 minute'
+               'First' || g, 'Last' || g, t.ts, t.ts
         FROM generate_series(1, %(n)s) g
+        CROSS JOIN LATERAL (SELECT %(epoch)s::timestamptz + g * interval '1 minute' AS ts) t
         """,
         {"n": users, "epoch": BENCH_EPOCH},
     )
@@ -117,7 +123,9 @@ def seed_search(conn: psycopg.Connection, *, products: int) -> None:
     )
 
 
-def seed_orders(conn: psycopg.Connection, *, products: int, orders: int, history_orders: int, stock: int) -> None:
+def seed_orders(
+    conn: psycopg.Connection, *, products: int, orders: int, history_orders: int, stock: int
+) -> None:
     """Replace the catalog with `products` stocked products (with their ledger) and orders.
 
     Orders (5 lines each, spread over a year, every status) belong round-robin to the
@@ -166,8 +174,9 @@ def seed_orders(conn: psycopg.Connection, *, products: int, orders: int, history
              o AS (SELECT id, substring(number FROM 7)::int AS g FROM orders)
         INSERT INTO order_items (order_id, product_id, sku, product_name, unit_price, quantity,
                                  line_total)
-        SELECT o.id, p.id, p.sku, p.name, p.price, 1 + (o.g + k) %% 3, p.price * (1 + (o.g + k) %% 3)
+        SELECT o.id, p.id, p.sku, p.name, p.price, q.qty, p.price * q.qty
         FROM o CROSS JOIN generate_series(0, 4) k
+        CROSS JOIN LATERAL (SELECT 1 + (o.g + k) %% 3 AS qty) q
         JOIN p ON p.idx = (o.g * 5 + k) %% %(n)s
         """,
         {"n": products},

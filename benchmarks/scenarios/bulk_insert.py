@@ -15,7 +15,17 @@ from django.db import connections
 from django.utils import timezone
 
 from benchmarks.context import BenchContext, repository
-from benchmarks.harness import NAIVE, RAW, REPOSITORY, QueryCounter, ScenarioResult, Target, Variant, VariantResult, measure_interleaved
+from benchmarks.harness import (
+    NAIVE,
+    RAW,
+    REPOSITORY,
+    QueryCounter,
+    ScenarioResult,
+    Target,
+    Variant,
+    VariantResult,
+    measure_interleaved,
+)
 from benchmarks.seed import clear_commerce
 from domain.models import AuditLog, InventoryMovement, Product
 
@@ -24,7 +34,8 @@ STATE_SQL = """
 SELECT (SELECT count(*) FROM products),
        (SELECT coalesce(sum(price), 0) FROM products),
        (SELECT coalesce(sum(stock_quantity), 0) FROM products),
-       (SELECT md5(coalesce(string_agg(sku || name || category_id::text, ',' ORDER BY sku), '')) FROM products),
+       (SELECT md5(coalesce(string_agg(sku || name || category_id::text, ',' ORDER BY sku), ''))
+          FROM products),
        (SELECT count(*) FROM inventory_movements WHERE reason = 'initial'),
        (SELECT coalesce(sum(delta), 0) FROM inventory_movements),
        (SELECT count(*) FROM audit_logs a JOIN products p ON a.entity_id = p.id::text
@@ -32,7 +43,16 @@ SELECT (SELECT count(*) FROM products),
        (SELECT count(*) FROM products p WHERE stock_quantity <>
           (SELECT coalesce(sum(delta), 0) FROM inventory_movements m WHERE m.product_id = p.id))
 """
-STATE_FIELDS = ("products", "price_sum", "stock_sum", "sku_digest", "movements", "delta_sum", "audit_rows", "ledger_mismatches")
+STATE_FIELDS = (
+    "products",
+    "price_sum",
+    "stock_sum",
+    "sku_digest",
+    "movements",
+    "delta_sum",
+    "audit_rows",
+    "ledger_mismatches",
+)
 
 
 def make_rows(count: int, categories: list[Any]) -> list[dict[str, Any]]:
@@ -95,10 +115,21 @@ def run(ctx: BenchContext) -> ScenarioResult:
             ) as copy:
                 for pk, row in zip(ids, rows, strict=True):
                     copy.write_row(
-                        (pk, row["sku"], row["name"], row["description"], row["category_id"],
-                         row["price"], row["stock_quantity"], now, now)
+                        (
+                            pk,
+                            row["sku"],
+                            row["name"],
+                            row["description"],
+                            row["category_id"],
+                            row["price"],
+                            row["stock_quantity"],
+                            now,
+                            now,
+                        )
                     )
-            with cur.copy("COPY inventory_movements (product_id, delta, reason, created_at) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY inventory_movements (product_id, delta, reason, created_at) FROM STDIN"
+            ) as copy:
                 for pk, row in zip(ids, rows, strict=True):
                     copy.write_row((pk, row["stock_quantity"], "initial", now))
             with cur.copy(
@@ -121,9 +152,28 @@ def run(ctx: BenchContext) -> ScenarioResult:
 
     repo_cls = repository("catalog", "ProductRepository")
     repo = repo_cls(using=alias) if repo_cls is not None else None
+    # create_many should take the initial stock and write its ledger; when the
+    # repository refuses stock_quantity, it inserts the products without stock.
+    repo_takes_stock = True
+    if repo is not None:
+        truncate()
+        error_cls = repository("errors", "ValidationError")
+        try:
+            repo.create_many(make_rows(1, categories))
+        except error_cls as exc:  # type: ignore[misc]
+            if "stock_quantity" not in str(exc):
+                raise
+            repo_takes_stock = False
+            result.notes.append(
+                "ProductRepository.create_many refuses stock_quantity (read-only field), so it "
+                "cannot create products with their initial stock and ledger: measured without "
+                f"stock ({exc.__class__.__name__}: {str(exc)[:120]})"
+            )
 
     def repo_create(rows: list[dict[str, Any]]) -> int:
         assert repo is not None
+        if not repo_takes_stock:
+            rows = [{k: v for k, v in row.items() if k != "stock_quantity"} for row in rows]
         return len(repo.create_many(rows))
 
     # Agreement: each variant on the same rows, from an empty table, compared by the
@@ -131,7 +181,12 @@ def run(ctx: BenchContext) -> ScenarioResult:
     sample = make_rows(min(200, scale.bulk_rows), categories)
     states: dict[str, dict[str, Any]] = {}
     per_row_queries: dict[str, float] = {}
-    for name, op in ((NAIVE, naive), (REPOSITORY, repo_create), (BULK_CREATE, bulk_create), (RAW, raw_copy)):
+    for name, op in (
+        (NAIVE, naive),
+        (REPOSITORY, repo_create),
+        (BULK_CREATE, bulk_create),
+        (RAW, raw_copy),
+    ):
         if name == REPOSITORY and repo is None:
             continue
         truncate()
@@ -144,11 +199,18 @@ def run(ctx: BenchContext) -> ScenarioResult:
         states[name] = state(None)
     result.extra["states"] = states
     reference = states[RAW]
+    no_ledger = {"movements": 0, "delta_sum": 0}
     for name, got in states.items():
-        want = reference if name != BULK_CREATE else {
-            **reference, "movements": 0, "delta_sum": 0, "audit_rows": 0,
-            "ledger_mismatches": reference["products"],
-        }
+        want = reference
+        if name == BULK_CREATE:
+            want = {
+                **reference,
+                **no_ledger,
+                "audit_rows": 0,
+                "ledger_mismatches": reference["products"],
+            }
+        elif name == REPOSITORY and not repo_takes_stock:
+            want = {**reference, **no_ledger, "stock_sum": 0}
         if got != want:
             diffs = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
             result.notes.append(f"{name} differs from raw (expected, got): {diffs}")
@@ -156,8 +218,8 @@ def run(ctx: BenchContext) -> ScenarioResult:
         repo_state = states[REPOSITORY]
         result.targets.append(
             Target(
-                "create_many keeps stock == sum(ledger) (rows with ledger mismatch)",
-                float(repo_state["ledger_mismatches"]),
+                "create_many writes the initial ledger movements (rows without them)",
+                float(repo_state["products"] - repo_state["movements"]),
                 0.0,
                 "<=",
             )
@@ -171,12 +233,16 @@ def run(ctx: BenchContext) -> ScenarioResult:
         Variant(RAW, lambda _: raw_copy(rows), unit_items=len(rows), repeat=1),
     ]
     if repo is not None:
-        variants.insert(1, Variant(REPOSITORY, lambda _: repo_create(rows), unit_items=len(rows), repeat=1))
+        variants.insert(
+            1, Variant(REPOSITORY, lambda _: repo_create(rows), unit_items=len(rows), repeat=1)
+        )
     else:
         result.notes.append("ProductRepository not available: repository variant skipped")
     for variant in variants:
         result.variants[variant.name] = VariantResult(
-            variant.name, queries_per_op=round(per_row_queries[variant.name], 4), unit_items=variant.unit_items
+            variant.name,
+            queries_per_op=round(per_row_queries[variant.name], 4),
+            unit_items=variant.unit_items,
         )
     rounds = 3 if scale.name == "full" else scale.rounds
     measure_interleaved(
@@ -194,17 +260,16 @@ def run(ctx: BenchContext) -> ScenarioResult:
     naive_rate = result.variants[NAIVE].throughput
     result.targets += [
         Target(
-            "create_many rows/s ≥ 1.0× bulk_create (products only)",
+            "create_many rows/s ≥ 1.0x bulk_create (products only)",
             repo_rate / bulk_rate if repo_rate and bulk_rate else None,
             1.0,
             ">=",
         ),
         Target(
-            "create_many rows/s ≥ 15× naive save() per row",
+            "create_many rows/s ≥ 15x naive save() per row",
             repo_rate / naive_rate if repo_rate and naive_rate else None,
             15.0,
             ">=",
         ),
     ]
     return result
-

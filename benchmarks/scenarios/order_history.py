@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.context import BenchContext, repository
-from benchmarks.harness import NAIVE, RAW, REPOSITORY, ScenarioResult, Target, Variant, check_agreement, measure_interleaved
+from benchmarks.harness import (
+    NAIVE,
+    RAW,
+    REPOSITORY,
+    ScenarioResult,
+    Target,
+    Variant,
+    check_agreement,
+    measure_interleaved,
+)
 from benchmarks.seed import HISTORY_EMAIL
 from domain.models import Order
 
@@ -29,7 +38,10 @@ def normalize_orders(orders: list[Any]) -> list[Any]:
             o.id,
             o.number,
             o.total,
-            sorted((i.product_id, i.quantity, i.line_total, i.product.sku, i.product.name) for i in o.items.all()),
+            sorted(
+                (i.product_id, i.quantity, i.line_total, i.product.sku, i.product.name)
+                for i in o.items.all()
+            ),
         )
         for o in orders
     ]
@@ -53,7 +65,9 @@ def run(ctx: BenchContext) -> ScenarioResult:
         params={"orders_of_user": scale.history_orders, "page_size": page, "items_per_order": 5},
     )
     with ctx.admin() as conn:
-        user_id = conn.execute("SELECT id FROM users WHERE email = %s", (HISTORY_EMAIL,)).fetchone()[0]  # type: ignore[index]
+        user_id = conn.execute(
+            "SELECT id FROM users WHERE email = %s", (HISTORY_EMAIL,)
+        ).fetchone()[0]  # type: ignore[index]
     raw = ctx.raw
     manager = Order.objects.db_manager(ctx.alias)
 
@@ -70,7 +84,9 @@ def run(ctx: BenchContext) -> ScenarioResult:
 
     variants = [
         Variant(NAIVE, naive, naive_normalized, repeat=max(2, scale.rounds)),
-        Variant(RAW, lambda uid: raw.execute(RAW_SQL, (uid, page)).fetchall(), normalize_rows, raw=raw),
+        Variant(
+            RAW, lambda uid: raw.execute(RAW_SQL, (uid, page)).fetchall(), normalize_rows, raw=raw
+        ),
     ]
     repo_cls = repository("orders", "OrderRepository")
     if repo_cls is None:
@@ -91,11 +107,19 @@ def run(ctx: BenchContext) -> ScenarioResult:
     for variant in variants:
         if variant.name != NAIVE:
             variant.repeat = 20 if scale.name == "full" else 5
-    measure_interleaved(variants, lambda r: [user_id], rounds=scale.rounds, warmup=scale.warmup, results=result.variants)
+    measure_interleaved(
+        variants,
+        lambda r: [user_id],
+        rounds=scale.rounds,
+        warmup=scale.warmup,
+        results=result.variants,
+    )
     repo_result = result.variants.get(REPOSITORY)
     result.targets += [
-        Target("≤ 3 queries per page", repo_result.queries_per_op if repo_result else None, 3, "<="),
-        Target("≥ 10× faster than naive", result.ratio(NAIVE, REPOSITORY), 10.0, ">="),
-        Target("≤ 3× raw", result.ratio(REPOSITORY, RAW), 3.0, "<="),
+        Target(
+            "≤ 3 queries per page", repo_result.queries_per_op if repo_result else None, 3, "<="
+        ),
+        Target("≥ 10x faster than naive", result.ratio(NAIVE, REPOSITORY), 10.0, ">="),
+        Target("≤ 3x raw", result.ratio(REPOSITORY, RAW), 3.0, "<="),
     ]
     return result

@@ -25,9 +25,27 @@ from django.db.models import F
 from django.utils import timezone
 
 from benchmarks.context import BenchContext, repository
-from benchmarks.harness import NAIVE, RAW, REPOSITORY, QueryCounter, RawCounter, ScenarioResult, Target, VariantMismatchError, VariantResult
+from benchmarks.harness import (
+    NAIVE,
+    RAW,
+    REPOSITORY,
+    QueryCounter,
+    RawCounter,
+    ScenarioResult,
+    Target,
+    VariantMismatchError,
+    VariantResult,
+)
 from benchmarks.seed import HISTORY_EMAIL
-from domain.models import AuditLog, InventoryMovement, Order, OrderItem, OrderStatusHistory, Product, User
+from domain.models import (
+    AuditLog,
+    InventoryMovement,
+    Order,
+    OrderItem,
+    OrderStatusHistory,
+    Product,
+    User,
+)
 
 LINES = 5
 HOT_STOCK = 10
@@ -48,15 +66,18 @@ INSERT INTO inventory_movements (product_id, delta, reason, order_id, created_at
 SELECT id, -qty, 'sale', %s, now() FROM sold RETURNING product_id
 """
 ITEMS_SQL = """
-INSERT INTO order_items (order_id, product_id, sku, product_name, unit_price, quantity, line_total, created_at)
+INSERT INTO order_items
+    (order_id, product_id, sku, product_name, unit_price, quantity, line_total, created_at)
 SELECT %s, i.product_id, i.sku, i.name, i.price, i.qty, i.line_total, now()
 FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::numeric[], %s::int[], %s::numeric[])
     AS i(product_id, sku, name, price, qty, line_total)
 """
 AUDIT_SQL = """
-INSERT INTO audit_logs (occurred_at, created_at, actor_repr, request_id, action, entity_type, entity_id, changes)
+INSERT INTO audit_logs
+    (occurred_at, created_at, actor_repr, request_id, action, entity_type, entity_id, changes)
 SELECT now(), now(), '', '', a.action, a.entity_type, a.entity_id, a.changes
-FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::jsonb[]) AS a(action, entity_type, entity_id, changes)
+FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::jsonb[])
+    AS a(action, entity_type, entity_id, changes)
 """
 INVARIANTS_SQL = """
 SELECT
@@ -106,7 +127,9 @@ def make_naive(alias: str) -> Any:
         # ORM code as a newcomer writes it: a query per line, F() updates in line order.
         with transaction.atomic(using=alias):
             user = users.get(pk=user_id)
-            order = Order(number=order_number(), user=user, subtotal=0, total=0, placed_at=timezone.now())
+            order = Order(
+                number=order_number(), user=user, subtotal=0, total=0, placed_at=timezone.now()
+            )
             order.save(using=alias)
             subtotal = Decimal("0.00")
             for product_id, quantity in lines:
@@ -116,22 +139,33 @@ def make_naive(alias: str) -> Any:
                 products.filter(pk=product_id).update(stock_quantity=F("stock_quantity") - quantity)
                 line_total = product.price * quantity
                 OrderItem.objects.using(alias).create(
-                    order=order, product=product, sku=product.sku, product_name=product.name,
-                    unit_price=product.price, quantity=quantity, line_total=line_total,
+                    order=order,
+                    product=product,
+                    sku=product.sku,
+                    product_name=product.name,
+                    unit_price=product.price,
+                    quantity=quantity,
+                    line_total=line_total,
                 )
                 InventoryMovement.objects.using(alias).create(
                     product=product, delta=-quantity, reason="sale", order=order
                 )
                 AuditLog.objects.using(alias).create(
-                    action="stock_adjusted", entity_type="product", entity_id=str(product_id),
+                    action="stock_adjusted",
+                    entity_type="product",
+                    entity_id=str(product_id),
                     changes={"delta": -quantity, "reason": "sale", "order": order.number},
                 )
                 subtotal += line_total
             order.subtotal = order.total = subtotal
             order.save(using=alias)
-            OrderStatusHistory.objects.using(alias).create(order=order, to_status="pending", actor=user)
+            OrderStatusHistory.objects.using(alias).create(
+                order=order, to_status="pending", actor=user
+            )
             AuditLog.objects.using(alias).create(
-                action="created", entity_type="order", entity_id=str(order.pk),
+                action="created",
+                entity_type="order",
+                entity_id=str(order.pk),
                 changes={"number": order.number, "total": str(subtotal)},
             )
         return order.pk
@@ -145,9 +179,13 @@ def make_raw(conn: Any) -> Any:
         ids = [line[0] for line in lines]
         quantities = [line[1] for line in lines]
         with conn.transaction():
-            if conn.execute(
-                "SELECT 1 FROM users WHERE id = %s AND deleted_at IS NULL AND is_active", (user_id,)
-            ).fetchone() is None:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM users WHERE id = %s AND deleted_at IS NULL AND is_active",
+                    (user_id,),
+                ).fetchone()
+                is None
+            ):
                 raise LookupError(user_id)
             locked = {row[0]: row for row in conn.execute(LOCK_SQL, (ids,)).fetchall()}
             for product_id, quantity in lines:
@@ -161,28 +199,59 @@ def make_raw(conn: Any) -> Any:
                 "INSERT INTO orders (number, user_id, status, currency, subtotal, total, placed_at)"
                 " VALUES (%s, %s, 'pending', %s, %s, %s, now()) RETURNING id",
                 (number, user_id, locked[ids[0]][4], subtotal, subtotal),
-            ).fetchone()[0]  # type: ignore[index]
+            ).fetchone()[0]
             sold = conn.execute(SELL_SQL, (ids, quantities, order_id)).fetchall()
             if len(sold) != len(lines):
                 raise InsufficientStock(ids)
             conn.execute(
                 ITEMS_SQL,
-                (order_id, ids, [locked[p][1] for p in ids], [locked[p][2] for p in ids],
-                 [locked[p][3] for p in ids], quantities, totals),
+                (
+                    order_id,
+                    ids,
+                    [locked[p][1] for p in ids],
+                    [locked[p][2] for p in ids],
+                    [locked[p][3] for p in ids],
+                    quantities,
+                    totals,
+                ),
             )
             conn.execute(
                 "INSERT INTO order_status_history (order_id, to_status, actor_id, note, created_at)"
                 " VALUES (%s, 'pending', %s, '', now())",
                 (order_id, user_id),
             )
-            entries = [("created", "order", str(order_id), json.dumps({"number": number, "total": str(subtotal)}))]
+            entries = [
+                (
+                    "created",
+                    "order",
+                    str(order_id),
+                    json.dumps({"number": number, "total": str(subtotal)}),
+                )
+            ]
             entries += [
-                ("stock_adjusted", "product", str(pid), json.dumps({"delta": -qty, "reason": "sale", "order": number}))
+                (
+                    "stock_adjusted",
+                    "product",
+                    str(pid),
+                    json.dumps({"delta": -qty, "reason": "sale", "order": number}),
+                )
                 for pid, qty in lines
             ]
             conn.execute(AUDIT_SQL, [list(col) for col in zip(*entries, strict=True)])
         return order_id
 
+    return place
+
+
+def make_place(ctx: BenchContext, kind: str, conn: Any = None) -> Any:
+    """Return the `place(user_id, lines)` function of a variant (raw needs `conn`)."""
+    if kind == RAW:
+        return make_raw(conn)
+    if kind == NAIVE:
+        return make_naive(ctx.alias)
+    place = make_repository(ctx.alias)
+    if place is None:
+        raise RuntimeError("OrderRepository is not available")
     return place
 
 
@@ -202,10 +271,12 @@ def order_state(conn: psycopg.Connection, order_id: uuid.UUID) -> Any:
     ).fetchone()
     items = conn.execute(
         "SELECT product_id, sku, product_name, unit_price, quantity, line_total FROM order_items"
-        " WHERE order_id = %s ORDER BY product_id", (order_id,)
+        " WHERE order_id = %s ORDER BY product_id",
+        (order_id,),
     ).fetchall()
     ledger = conn.execute(
-        "SELECT product_id, delta, reason FROM inventory_movements WHERE order_id = %s ORDER BY product_id",
+        "SELECT product_id, delta, reason FROM inventory_movements WHERE order_id = %s"
+        " ORDER BY product_id",
         (order_id,),
     ).fetchall()
     history = conn.execute(
@@ -213,28 +284,25 @@ def order_state(conn: psycopg.Connection, order_id: uuid.UUID) -> Any:
     ).fetchall()
     audit = conn.execute(
         "SELECT action, entity_type, count(*) FROM audit_logs WHERE entity_id = %s"
-        " OR (entity_type = 'product' AND changes->>'order' = (SELECT number FROM orders WHERE id = %s))"
+        " OR (entity_type = 'product'"
+        "     AND changes->>'order' = (SELECT number FROM orders WHERE id = %s))"
         " GROUP BY 1, 2 ORDER BY 1, 2",
         (str(order_id), order_id),
     ).fetchall()
     return (order, items, ledger, history, audit)
 
 
-def run_threads(ctx: BenchContext, kind: str, threads: int, seconds: float, carts: list[Any]) -> dict[str, Any]:
+def run_threads(
+    ctx: BenchContext, kind: str, threads: int, seconds: float, carts: list[Any]
+) -> dict[str, Any]:
     """Place orders from `threads` threads for `seconds`; return counts and latencies."""
     start_barrier = threading.Barrier(threads + 1)
     stop_at = [0.0]
     outcome: list[dict[str, Any]] = [{} for _ in range(threads)]
 
     def worker(index: int) -> None:
-        conn = None
-        if kind == RAW:
-            conn = ctx.db.raw_connect()
-            place = make_raw(conn)
-        elif kind == NAIVE:
-            place = make_naive(ctx.alias)
-        else:
-            place = make_repository(ctx.alias)
+        conn = ctx.db.raw_connect() if kind == RAW else None
+        place = make_place(ctx, kind, conn)
         rng = random.Random(index)
         latencies: list[float] = []
         errors: Counter[str] = Counter()
@@ -246,7 +314,7 @@ def run_threads(ctx: BenchContext, kind: str, threads: int, seconds: float, cart
                 try:
                     place(user_id, lines)
                     latencies.append((time.perf_counter_ns() - began) / 1e6)
-                except (InsufficientStock, DatabaseError, psycopg.Error, Exception) as exc:  # noqa: BLE001
+                except (InsufficientStock, DatabaseError, psycopg.Error, Exception) as exc:
                     errors[classify(exc)] += 1
         finally:
             if conn is not None:
@@ -268,7 +336,12 @@ def run_threads(ctx: BenchContext, kind: str, threads: int, seconds: float, cart
     errors: Counter[str] = Counter()
     for o in outcome:
         errors.update(o["errors"])
-    return {"orders": len(latencies), "elapsed": elapsed, "latencies": latencies, "errors": dict(errors)}
+    return {
+        "orders": len(latencies),
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "errors": dict(errors),
+    }
 
 
 def check_invariants(ctx: BenchContext) -> dict[str, int]:
@@ -281,14 +354,21 @@ def check_invariants(ctx: BenchContext) -> dict[str, int]:
     }
 
 
-def hot_probe(ctx: BenchContext, kind: str, hot_id: uuid.UUID, users: list[uuid.UUID], threads: int) -> dict[str, Any]:
+def hot_probe(
+    ctx: BenchContext, kind: str, hot_id: uuid.UUID, users: list[uuid.UUID], threads: int
+) -> dict[str, Any]:
     """Race single-unit orders for a product with HOT_STOCK left; count the winners."""
     with ctx.admin() as conn, conn.transaction():
-        current = conn.execute("SELECT stock_quantity FROM products WHERE id = %s", (hot_id,)).fetchone()[0]  # type: ignore[index]
+        current = conn.execute(
+            "SELECT stock_quantity FROM products WHERE id = %s", (hot_id,)
+        ).fetchone()[0]  # type: ignore[index]
         if current != HOT_STOCK:
-            conn.execute("UPDATE products SET stock_quantity = %s WHERE id = %s", (HOT_STOCK, hot_id))
             conn.execute(
-                "INSERT INTO inventory_movements (product_id, delta, reason) VALUES (%s, %s, 'adjustment')",
+                "UPDATE products SET stock_quantity = %s WHERE id = %s", (HOT_STOCK, hot_id)
+            )
+            conn.execute(
+                "INSERT INTO inventory_movements (product_id, delta, reason)"
+                " VALUES (%s, %s, 'adjustment')",
                 (hot_id, HOT_STOCK - current),
             )
     per_thread = HOT_ATTEMPTS // threads
@@ -299,14 +379,14 @@ def hot_probe(ctx: BenchContext, kind: str, hot_id: uuid.UUID, users: list[uuid.
 
     def worker(index: int) -> None:
         conn = ctx.db.raw_connect() if kind == RAW else None
-        place = make_raw(conn) if conn is not None else (make_naive(ctx.alias) if kind == NAIVE else make_repository(ctx.alias))
+        place = make_place(ctx, kind, conn)
         try:
             barrier.wait()
             for attempt in range(per_thread):
                 try:
                     place(users[(index * per_thread + attempt) % len(users)], [(hot_id, 1)])
                     won[index] += 1
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     with lock:
                         errors[classify(exc)] += 1
         finally:
@@ -320,15 +400,32 @@ def hot_probe(ctx: BenchContext, kind: str, hot_id: uuid.UUID, users: list[uuid.
     for thread in pool:
         thread.join()
     with ctx.admin() as conn:
-        stock = conn.execute("SELECT stock_quantity FROM products WHERE id = %s", (hot_id,)).fetchone()[0]  # type: ignore[index]
-    return {"attempts": per_thread * threads, "succeeded": sum(won), "stock_left": stock, "errors": dict(errors)}
+        stock = conn.execute(
+            "SELECT stock_quantity FROM products WHERE id = %s", (hot_id,)
+        ).fetchone()[0]  # type: ignore[index]
+    return {
+        "attempts": per_thread * threads,
+        "succeeded": sum(won),
+        "stock_left": stock,
+        "errors": dict(errors),
+    }
 
 
 def run(ctx: BenchContext) -> list[ScenarioResult]:
     scale = ctx.scale
     with ctx.admin() as conn:
-        product_ids = [r[0] for r in conn.execute("SELECT id FROM products WHERE deleted_at IS NULL AND is_active ORDER BY sku")]
-        users = [r[0] for r in conn.execute("SELECT id FROM users WHERE email <> %s ORDER BY email", (HISTORY_EMAIL,))]
+        product_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM products WHERE deleted_at IS NULL AND is_active ORDER BY sku"
+            )
+        ]
+        users = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM users WHERE email <> %s ORDER BY email", (HISTORY_EMAIL,)
+            )
+        ]
     hot_id, product_ids = product_ids[0], product_ids[1:]
     rng = random.Random(7)
     carts = [
@@ -347,7 +444,7 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
     with ctx.admin() as conn:
         for kind in kinds:
             raw_conn = RawCounter(ctx.db.raw_connect()) if kind == RAW else None
-            place = make_raw(raw_conn) if raw_conn else (make_naive(ctx.alias) if kind == NAIVE else make_repository(ctx.alias))
+            place = make_place(ctx, kind, raw_conn)
             counter = QueryCounter()
             with connections[ctx.alias].execute_wrapper(counter):
                 if raw_conn is not None:
@@ -359,14 +456,21 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
             states[kind] = order_state(conn, order_id)
     for kind, state in states.items():
         if state != states[RAW]:
-            raise VariantMismatchError(f"place_order: {kind} wrote {state!r}, raw wrote {states[RAW]!r}")
+            raise VariantMismatchError(
+                f"place_order: {kind} wrote {state!r}, raw wrote {states[RAW]!r}"
+            )
 
     results = []
     for threads in scale.place_threads:
         scenario = ScenarioResult(
             f"place_order_{threads}t",
             f"place order, {threads} thread(s)",
-            params={"threads": threads, "seconds": scale.place_seconds, "lines": LINES, "products": len(product_ids)},
+            params={
+                "threads": threads,
+                "seconds": scale.place_seconds,
+                "lines": LINES,
+                "products": len(product_ids),
+            },
         )
         for kind in kinds:
             ctx.status(f"place_order: {kind}, {threads} thread(s)")
@@ -382,22 +486,48 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
         if rep is not None:
             errors = rep.extra["errors"]
             scenario.targets += [
-                Target("0 oversold, stock ≥ 0, stock == ledger", float(rep.extra["oversold_units"] + rep.extra["negative_stock"] + rep.extra["ledger_mismatches"]), 0, "<="),
-                Target("0 deadlocks or failed orders surfaced", float(sum(errors.values())), 0, "<="),
+                Target(
+                    "0 oversold, stock ≥ 0, stock == ledger",
+                    float(
+                        rep.extra["oversold_units"]
+                        + rep.extra["negative_stock"]
+                        + rep.extra["ledger_mismatches"]
+                    ),
+                    0,
+                    "<=",
+                ),
+                Target(
+                    "0 deadlocks or failed orders surfaced", float(sum(errors.values())), 0, "<="
+                ),
             ]
+            raw_rate = scenario.variants[RAW].rate
             if threads == 4:
                 scenario.targets.append(
-                    Target("orders/s ≥ 0.7× raw at 4 threads", rep.rate / scenario.variants[RAW].rate if rep.rate and scenario.variants[RAW].rate else None, 0.7, ">=")
+                    Target(
+                        "orders/s ≥ 0.7x raw at 4 threads",
+                        rep.rate / raw_rate if rep.rate and raw_rate else None,
+                        0.7,
+                        ">=",
+                    )
                 )
         results.append(scenario)
 
-    probe = ScenarioResult("place_order_hot", "hot product: 40 single-unit orders, 10 units, 4 threads")
+    probe = ScenarioResult(
+        "place_order_hot", "hot product: 40 single-unit orders, 10 units, 4 threads"
+    )
     for kind in kinds:
         ctx.status(f"place_order: hot-product probe, {kind}")
         outcome = hot_probe(ctx, kind, hot_id, users, 4)
-        probe.extra[kind] = outcome
+        probe.variants[kind] = VariantResult(kind, extra=outcome)
         if kind == REPOSITORY:
-            probe.targets.append(Target("exactly 10 of 40 succeed, 0 left", float(outcome["succeeded"] - HOT_STOCK + outcome["stock_left"]), 0, "<="))
+            probe.targets.append(
+                Target(
+                    "exactly 10 of 40 succeed, 0 left",
+                    float(outcome["succeeded"] - HOT_STOCK + outcome["stock_left"]),
+                    0,
+                    "<=",
+                )
+            )
     probe.extra["invariants_after"] = check_invariants(ctx)
     results.append(probe)
     return results

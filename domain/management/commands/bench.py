@@ -40,3 +40,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(format_report(report))
         self.stdout.write(f"\nJSON: {options['output']}")
+        failed = [name for name, s in report["scenarios"].items() if s.get("error")]
+        if failed:
+            raise CommandError(f"variants disagree in: {', '.join(failed)}")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         RepositoryError,
         StaleObjectError,
         TransactionConflictError,
+        TransactionUsageError,
         ValidationError,
     )
     from repositories.filters import StrictFilterSet
@@ -64,6 +65,7 @@ _EXPORTS = {
     "RepositoryError": "repositories.errors",
     "StaleObjectError": "repositories.errors",
     "TransactionConflictError": "repositories.errors",
+    "TransactionUsageError": "repositories.errors",
     "ValidationError": "repositories.errors",
 }
 
@@ -93,6 +95,7 @@ __all__ = [
     "SystemConfigRepository",
     "TopProductRow",
     "TransactionConflictError",
+    "TransactionUsageError",
     "UserRepository",
     "ValidationError",
 ]

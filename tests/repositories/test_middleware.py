@@ -126,3 +126,9 @@ def _lazy_user_request(user: Any) -> HttpRequest:
     request = RequestFactory().get("/")
     request.user = SimpleLazyObject(lambda: User.objects.get(pk=user.pk))  # type: ignore[assignment]
     return request
+
+
+def test_middleware_runs_after_authentication(settings):
+    middleware = list(settings.MIDDLEWARE)
+    audit = middleware.index("repositories.middleware.AuditContextMiddleware")
+    assert audit > middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware")

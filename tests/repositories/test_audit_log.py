@@ -266,17 +266,29 @@ def plan_of(run) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def index_conditions(plan: str) -> str:
+    return "\n".join(line for line in plan.splitlines() if "Index Cond" in line)
+
+
 def test_trail_queries_are_answered_from_indexes():
-    # With sequential scans priced out, a Seq Scan in a plan means no index can serve it.
+    with connection.cursor() as cursor:
+        # Enough rows, with statistics, for the planner to tell the indexes apart.
+        cursor.execute(
+            "INSERT INTO audit_logs (occurred_at, created_at, actor_repr, action, entity_type, "
+            "entity_id, changes, request_id) "
+            "SELECT now() - g * interval '1 minute', now(), '', "
+            "(ARRAY['updated', 'deleted', 'restored'])[g % 3 + 1], 'order', g::text, "
+            "'{}'::jsonb, '' FROM generate_series(1, 3000) AS g"
+        )
+        cursor.execute("ANALYZE audit_logs")
     actor = UserFactory()
     AuditLogFactory.create_batch(3, actor=actor, entity_type="product", entity_id="p")
     repo = AuditLogRepository()
-    plans = {
-        "for_entity": plan_of(lambda: repo.for_entity("product", "p")),
-        "by_actor": plan_of(lambda: repo.by_actor(actor.pk)),
-        "paginate_cursor": plan_of(lambda: repo.paginate_cursor(limit=2)),
-        "find_many": plan_of(lambda: repo.find_many({"action": "created"})),
-    }
-    for name, plan in plans.items():
-        assert "Seq Scan on audit_logs" not in plan, (name, plan)
-    assert "audit_entity_idx" in plans["for_entity"]
+    for_entity = plan_of(lambda: repo.for_entity("product", "p"))
+    by_actor = plan_of(lambda: repo.by_actor(actor.pk))
+    by_action = plan_of(lambda: repo.find_many({"action": "created"}))
+    newest = plan_of(lambda: repo.paginate_cursor(limit=2))
+    assert "entity_type" in index_conditions(for_entity), for_entity
+    assert "actor_id" in index_conditions(by_actor), by_actor
+    assert "action" in index_conditions(by_action), by_action
+    assert "audit_occurred_idx" in newest, newest

@@ -433,3 +433,73 @@ def test_soft_delete_action_reports_repository_errors(admin_client):
     )
     messages = [str(m) for m in response.context["messages"]]
     assert any(str(dead.pk) in m for m in messages), messages
+
+
+# --- the admin's own writes are audited and bump versions ----------------------------------
+
+
+def test_admin_create_is_audited(admin_client, admin_user):
+    category = CategoryFactory.create()
+    response = admin_client.post(
+        url(Product, "add"),
+        {
+            "sku": "AUD-1",
+            "name": "Audited",
+            "description": "",
+            "category": str(category.pk),
+            "price": "1.00",
+            "currency": "EUR",
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 302
+    product = Product.objects.get(sku="AUD-1")
+    entry = AuditLog.objects.get(action="created", entity_type="product")
+    assert entry.entity_id == str(product.pk)
+    assert entry.changes["sku"] == "AUD-1"
+    assert entry.actor_id == admin_user.pk
+
+
+def test_admin_change_bumps_version_and_records_a_diff(admin_client):
+    product = ProductFactory.create(name="Old name", price="2.00")
+    data = {
+        "sku": product.sku,
+        "name": "New name",
+        "description": product.description,
+        "category": str(product.category_id),
+        "price": "2.00",
+        "currency": "EUR",
+        "is_active": "on",
+    }
+    response = admin_client.post(url(Product, "change", product.pk), data)
+    assert response.status_code == 302
+    product.refresh_from_db()
+    assert product.version == 2
+    entry = AuditLog.objects.get(action="updated", entity_id=str(product.pk))
+    assert entry.changes["name"] == {"old": "Old name", "new": "New name"}
+    assert entry.changes["version"] == {"old": 1, "new": 2}
+    assert "price" not in entry.changes
+
+
+def test_admin_hard_delete_is_audited(admin_client):
+    session = UserSessionFactory.create()
+    response = admin_client.post(url(UserSession, "delete", session.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not UserSession.objects.filter(pk=session.pk).exists()
+    entry = AuditLog.objects.get(action="deleted", entity_type="usersession")
+    assert entry.entity_id == str(session.pk)
+    assert entry.changes["token_hash"] == "[redacted]"
+
+
+def test_admin_bulk_delete_is_audited_per_row(admin_client):
+    entries = SystemConfigFactory.create_batch(3)
+    keys = [str(e.pk) for e in entries]
+    response = admin_client.post(
+        url(SystemConfig, "changelist"),
+        {"action": "delete_selected", "_selected_action": keys, "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not SystemConfig.objects.exists()
+    assert set(
+        AuditLog.objects.filter(action="deleted").values_list("entity_id", flat=True)
+    ) == set(keys)

@@ -56,147 +56,38 @@ BATCH_SIZE = 2000
 CENT = Decimal("0.01")
 _M = TypeVar("_M", bound=Model)
 
-FIRST_NAMES = [
-    "Ada",
-    "Alan",
-    "Barbara",
-    "Claude",
-    "Dennis",
-    "Edsger",
-    "Frances",
-    "Grace",
-    "Guido",
-    "Hedy",
-    "Ivan",
-    "Jean",
-    "Ken",
-    "Linus",
-    "Margaret",
-    "Niklaus",
-    "Radia",
-    "Shafi",
-    "Sophie",
-    "Tim",
-    "Vint",
-    "Yukihiro",
-]
-LAST_NAMES = [
-    "Allen",
-    "Backus",
-    "Cerf",
-    "Dijkstra",
-    "Hamilton",
-    "Hopper",
-    "Kay",
-    "Knuth",
-    "Lamarr",
-    "Liskov",
-    "Lovelace",
-    "McCarthy",
-    "Perlman",
-    "Ritchie",
-    "Rossum",
-    "Stroustrup",
-    "Thompson",
-    "Torvalds",
-    "Turing",
-    "Wilson",
-    "Wirth",
-]
-ADJECTIVES = [
-    "Compact",
-    "Durable",
-    "Elegant",
-    "Ergonomic",
-    "Lightweight",
-    "Modular",
-    "Portable",
-    "Premium",
-    "Quiet",
-    "Rugged",
-    "Smart",
-    "Solar",
-    "Wireless",
-    "Vintage",
-    "Waterproof",
-]
-NOUNS = [
-    "Backpack",
-    "Blender",
-    "Camera",
-    "Chair",
-    "Desk",
-    "Drone",
-    "Headphones",
-    "Keyboard",
-    "Kettle",
-    "Lamp",
-    "Monitor",
-    "Mouse",
-    "Notebook",
-    "Speaker",
-    "Tent",
-    "Thermos",
-    "Watch",
-]
-CATEGORY_WORDS = [
-    "Audio",
-    "Books",
-    "Camping",
-    "Computers",
-    "Cooking",
-    "Decor",
-    "Fitness",
-    "Garden",
-    "Gaming",
-    "Kids",
-    "Lighting",
-    "Music",
-    "Office",
-    "Outdoor",
-    "Pets",
-    "Photo",
-    "Storage",
-    "Tools",
-    "Travel",
-    "Video",
-]
-DESCRIPTION_WORDS = [
-    "battery",
-    "bluetooth",
-    "cable",
-    "charging",
-    "classic",
-    "comfortable",
-    "compact",
-    "cotton",
-    "design",
-    "durable",
-    "easy",
-    "efficient",
-    "everyday",
-    "fast",
-    "foldable",
-    "gift",
-    "glass",
-    "leather",
-    "light",
-    "metal",
-    "modern",
-    "portable",
-    "powerful",
-    "quality",
-    "recycled",
-    "reliable",
-    "sleek",
-    "soft",
-    "steel",
-    "strong",
-    "travel",
-    "versatile",
-    "warranty",
-    "wood",
-]
+
+def _words(text: str) -> list[str]:
+    """Return the words of `text` (word lists read better as text)."""
+    return text.split()
+
+
+FIRST_NAMES = _words(
+    "Ada Alan Barbara Claude Dennis Edsger Frances Grace Guido Hedy Ivan Jean Ken Linus "
+    "Margaret Niklaus Radia Shafi Sophie Tim Vint Yukihiro"
+)
+LAST_NAMES = _words(
+    "Allen Backus Cerf Dijkstra Hamilton Hopper Kay Knuth Lamarr Liskov Lovelace "
+    "McCarthy Perlman Ritchie Rossum Stroustrup Thompson Torvalds Turing Wilson Wirth"
+)
+ADJECTIVES = _words(
+    "Compact Durable Elegant Ergonomic Lightweight Modular Portable Premium Quiet Rugged "
+    "Smart Solar Wireless Vintage Waterproof"
+)
+NOUNS = _words(
+    "Backpack Blender Camera Chair Desk Drone Headphones Keyboard Kettle Lamp Monitor "
+    "Mouse Notebook Speaker Tent Thermos Watch"
+)
+CATEGORY_WORDS = _words(
+    "Audio Books Camping Computers Cooking Decor Fitness Garden Gaming Kids Lighting "
+    "Music Office Outdoor Pets Photo Storage Tools Travel Video"
+)
+DESCRIPTION_WORDS = _words(
+    "battery bluetooth cable charging classic comfortable compact cotton design durable "
+    "easy efficient everyday fast foldable gift glass leather light metal modern "
+    "portable powerful quality recycled reliable sleek soft steel strong travel "
+    "versatile warranty wood"
+)
 
 # The route of status changes that ends in each final status (the first row is NULL→pending).
 PATHS: dict[str, tuple[tuple[str, ...], ...]] = {

@@ -19,13 +19,15 @@ pytestmark = pytest.mark.django_db
 
 def expired_session():
     now = timezone.now()
-    return UserSessionFactory(created_at=now - timedelta(days=2), expires_at=now - timedelta(1))
+    return UserSessionFactory.create(
+        created_at=now - timedelta(days=2), expires_at=now - timedelta(1)
+    )
 
 
 def test_cleanup_sessions_deletes_expired_sessions_and_prints_a_summary():
     for _ in range(3):
         expired_session()
-    live = UserSessionFactory()
+    live = UserSessionFactory.create()
     out = StringIO()
     call_command("cleanup_sessions", "--batch-size", "2", stdout=out)
     assert out.getvalue().strip() == "Deleted 3 expired sessions (batches of 2)."

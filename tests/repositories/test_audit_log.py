@@ -21,6 +21,11 @@ from tests.factories import AuditLogFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
+def actor_email(row: AuditLog) -> str:
+    assert row.actor is not None
+    return row.actor.email
+
+
 def at(minutes_ago: float):
     return timezone.now() - timedelta(minutes=minutes_ago)
 
@@ -30,25 +35,25 @@ def at(minutes_ago: float):
 
 def test_for_entity_returns_history_oldest_first_with_id_tiebreak():
     same = at(5)
-    second = AuditLogFactory(entity_type="product", entity_id="p1", occurred_at=same)
-    third = AuditLogFactory(entity_type="product", entity_id="p1", occurred_at=same)
-    first = AuditLogFactory(entity_type="product", entity_id="p1", occurred_at=at(10))
-    AuditLogFactory(entity_type="product", entity_id="p2")
-    AuditLogFactory(entity_type="order", entity_id="p1")
+    second = AuditLogFactory.create(entity_type="product", entity_id="p1", occurred_at=same)
+    third = AuditLogFactory.create(entity_type="product", entity_id="p1", occurred_at=same)
+    first = AuditLogFactory.create(entity_type="product", entity_id="p1", occurred_at=at(10))
+    AuditLogFactory.create(entity_type="product", entity_id="p2")
+    AuditLogFactory.create(entity_type="order", entity_id="p1")
     rows = AuditLogRepository().for_entity("product", "p1")
     assert [r.pk for r in rows] == [first.pk, second.pk, third.pk]
 
 
 def test_for_entity_accepts_uuid_and_int_keys():
     key = uuid.uuid4()
-    row = AuditLogFactory(entity_type="user", entity_id=str(key))
-    numeric = AuditLogFactory(entity_type="auditlog", entity_id="42")
+    row = AuditLogFactory.create(entity_type="user", entity_id=str(key))
+    numeric = AuditLogFactory.create(entity_type="auditlog", entity_id="42")
     assert AuditLogRepository().for_entity("user", key) == [row]
     assert AuditLogRepository().for_entity("auditlog", 42) == [numeric]
 
 
 def test_for_entity_shows_writes_made_through_repositories():
-    actor = UserFactory()
+    actor = UserFactory.create()
     with audit_context(actor=actor, request_id="req-1"):
         user = UserRepository().create({"email": "trail@example.com"})
         UserRepository().verify_email(user.pk)
@@ -61,10 +66,10 @@ def test_for_entity_shows_writes_made_through_repositories():
 @pytest.mark.parametrize("rows", [3, 9])
 def test_for_entity_loads_actors_in_one_query(rows, django_assert_num_queries):
     for _ in range(rows):
-        AuditLogFactory(entity_type="product", entity_id="p", actor=UserFactory())
+        AuditLogFactory.create(entity_type="product", entity_id="p", actor=UserFactory.create())
     with django_assert_num_queries(1):
         found = AuditLogRepository().for_entity("product", "p")
-        emails = [r.actor.email for r in found]
+        emails = [actor_email(r) for r in found]
     assert len(emails) == rows
 
 
@@ -78,7 +83,7 @@ def test_for_entity_raises_invalid_query_when_arguments_have_wrong_types(entity_
 
 
 def test_for_entity_returns_empty_list_for_unknown_entity():
-    AuditLogFactory()
+    AuditLogFactory.create()
     assert AuditLogRepository().for_entity("product", "nope") == []
 
 
@@ -86,34 +91,34 @@ def test_for_entity_returns_empty_list_for_unknown_entity():
 
 
 def test_by_actor_returns_actions_newest_first():
-    actor = UserFactory()
-    old = AuditLogFactory(actor=actor, occurred_at=at(30))
-    new = AuditLogFactory(actor=actor, occurred_at=at(1))
-    AuditLogFactory(actor=UserFactory())
-    AuditLogFactory(actor=None)
+    actor = UserFactory.create()
+    old = AuditLogFactory.create(actor=actor, occurred_at=at(30))
+    new = AuditLogFactory.create(actor=actor, occurred_at=at(1))
+    AuditLogFactory.create(actor=UserFactory.create())
+    AuditLogFactory.create(actor=None)
     assert [r.pk for r in AuditLogRepository().by_actor(actor.pk)] == [new.pk, old.pk]
 
 
 def test_by_actor_still_lists_actions_of_a_deleted_user():
-    actor = UserFactory()
-    row = AuditLogFactory(actor=actor)
+    actor = UserFactory.create()
+    row = AuditLogFactory.create(actor=actor)
     UserRepository().soft_delete(actor.pk)
     assert row in AuditLogRepository().by_actor(str(actor.pk))
 
 
 @pytest.mark.parametrize("rows", [2, 7])
 def test_by_actor_runs_one_query(rows, django_assert_num_queries):
-    actor = UserFactory()
+    actor = UserFactory.create()
     AuditLogFactory.create_batch(rows, actor=actor)
     with django_assert_num_queries(1):
         found = AuditLogRepository().by_actor(actor.pk)
-        [r.actor.email for r in found]
+        [actor_email(r) for r in found]
     assert len(found) == rows
 
 
 @pytest.mark.parametrize("user_id", [uuid.uuid4(), "garbage", 7, None])
 def test_by_actor_returns_empty_list_for_unknown_or_malformed_ids(user_id):
-    AuditLogFactory(actor=UserFactory())
+    AuditLogFactory.create(actor=UserFactory.create())
     assert AuditLogRepository().by_actor(user_id) == []
 
 
@@ -121,20 +126,22 @@ def test_by_actor_returns_empty_list_for_unknown_or_malformed_ids(user_id):
 
 
 def test_find_many_defaults_to_newest_first():
-    rows = [AuditLogFactory(occurred_at=at(m)) for m in (30, 10, 20)]
+    rows = [AuditLogFactory.create(occurred_at=at(m)) for m in (30, 10, 20)]
     found = AuditLogRepository().find_many()
     assert [r.pk for r in found] == [rows[1].pk, rows[2].pk, rows[0].pk]
 
 
 def test_find_many_filters_by_action_entity_actor_and_time_range():
-    actor = UserFactory()
-    hit = AuditLogFactory(
+    actor = UserFactory.create()
+    hit = AuditLogFactory.create(
         action="updated", entity_type="product", entity_id="p9", actor=actor, occurred_at=at(5)
     )
-    AuditLogFactory(action="created", entity_type="product", entity_id="p9", actor=actor)
-    AuditLogFactory(action="updated", entity_type="order", entity_id="p9", actor=actor)
-    AuditLogFactory(action="updated", entity_type="product", entity_id="p9", occurred_at=at(5))
-    AuditLogFactory(
+    AuditLogFactory.create(action="created", entity_type="product", entity_id="p9", actor=actor)
+    AuditLogFactory.create(action="updated", entity_type="order", entity_id="p9", actor=actor)
+    AuditLogFactory.create(
+        action="updated", entity_type="product", entity_id="p9", occurred_at=at(5)
+    )
+    AuditLogFactory.create(
         action="updated", entity_type="product", entity_id="p9", actor=actor, occurred_at=at(90)
     )
     filters = {
@@ -171,18 +178,18 @@ def test_find_many_raises_invalid_query_when_sorting_by_other_fields():
 @pytest.mark.parametrize("rows", [3, 10])
 def test_find_many_loads_actors_in_one_query(rows, django_assert_num_queries):
     for _ in range(rows):
-        AuditLogFactory(actor=UserFactory(), action="created")
+        AuditLogFactory.create(actor=UserFactory.create(), action="created")
     with django_assert_num_queries(1):
         found = AuditLogRepository().find_many({"action": "created"})
-        [r.actor.email for r in found]
+        [actor_email(r) for r in found]
     assert len(found) == rows
 
 
 def test_paginate_cursor_walks_the_trail_newest_first_exactly_once():
     same = at(3)
-    rows = [AuditLogFactory(entity_type="order", occurred_at=same) for _ in range(3)]
-    rows += [AuditLogFactory(entity_type="order", occurred_at=at(m)) for m in (1, 2, 4, 5)]
-    AuditLogFactory(entity_type="product")
+    rows = [AuditLogFactory.create(entity_type="order", occurred_at=same) for _ in range(3)]
+    rows += [AuditLogFactory.create(entity_type="order", occurred_at=at(m)) for m in (1, 2, 4, 5)]
+    AuditLogFactory.create(entity_type="product")
     repo = AuditLogRepository()
     seen, after = [], None
     while True:
@@ -199,18 +206,20 @@ def test_paginate_cursor_walks_the_trail_newest_first_exactly_once():
 
 @pytest.mark.parametrize("rows", [4, 12])
 def test_paginate_cursor_runs_one_query_per_page(rows, django_assert_num_queries):
-    AuditLogFactory.create_batch(rows, actor=UserFactory())
+    AuditLogFactory.create_batch(rows, actor=UserFactory.create())
     first = AuditLogRepository().paginate_cursor(limit=3)
     with django_assert_num_queries(1):
         page = AuditLogRepository().paginate_cursor(after=first.next_cursor, limit=3)
-        [r.actor.email for r in page.items]
+        [actor_email(r) for r in page.items]
     assert len(page.items) == min(3, rows - 3)
 
 
 def test_paginate_cursor_refuses_a_tampered_cursor():
     AuditLogFactory.create_batch(3)
     page = AuditLogRepository().paginate_cursor(limit=1)
-    tampered = page.next_cursor[:-2] + ("AA" if not page.next_cursor.endswith("AA") else "BB")
+    cursor = page.next_cursor
+    assert cursor is not None
+    tampered = cursor[:-2] + ("AA" if not cursor.endswith("AA") else "BB")
     with pytest.raises(InvalidQueryError):
         AuditLogRepository().paginate_cursor(after=tampered, limit=1)
 
@@ -232,7 +241,7 @@ def test_paginate_cursor_refuses_a_tampered_cursor():
     ],
 )
 def test_write_methods_raise_read_only_error(method, args, kwargs):
-    row = AuditLogFactory(action="created")
+    row = AuditLogFactory.create(action="created")
     with pytest.raises(ReadOnlyRepositoryError, match="append-only") as info:
         getattr(AuditLogRepository(), method)(*args, **kwargs)
     assert isinstance(info.value, RepositoryError)
@@ -243,7 +252,7 @@ def test_write_methods_raise_read_only_error(method, args, kwargs):
 
 @pytest.mark.parametrize("statement", ["update", "delete"])
 def test_database_refuses_rewriting_the_trail_even_around_the_repository(statement):
-    row = AuditLogFactory(action="created")
+    row = AuditLogFactory.create(action="created")
     queryset = AuditLog.objects.filter(pk=row.pk)
     with pytest.raises(DatabaseError) as info, transaction.atomic():
         if statement == "update":
@@ -281,7 +290,7 @@ def test_trail_queries_are_answered_from_indexes():
             "'{}'::jsonb, '' FROM generate_series(1, 3000) AS g"
         )
         cursor.execute("ANALYZE audit_logs")
-    actor = UserFactory()
+    actor = UserFactory.create()
     AuditLogFactory.create_batch(3, actor=actor, entity_type="product", entity_id="p")
     repo = AuditLogRepository()
     for_entity = plan_of(lambda: repo.for_entity("product", "p"))

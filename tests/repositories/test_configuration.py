@@ -91,7 +91,7 @@ def test_set_keeps_or_replaces_the_description():
 
 def test_set_raises_validation_error_when_description_is_not_text():
     with pytest.raises(ValidationError) as info:
-        SystemConfigRepository().set("a.b", 1, description=5)
+        SystemConfigRepository().set("a.b", 1, description=5)  # type: ignore[arg-type]
     assert "description" in info.value.errors
 
 
@@ -190,7 +190,7 @@ def test_set_accepts_every_allowed_key_character():
 
 
 def test_set_records_the_acting_user_as_updated_by():
-    actor = UserFactory()
+    actor = UserFactory.create()
     with audit_context(actor=actor):
         created = SystemConfigRepository().set("who", 1)
         updated = SystemConfigRepository().set("who", 2)
@@ -234,7 +234,7 @@ def test_get_raises_invalid_query_when_key_is_not_text(key):
 @pytest.mark.parametrize("entries", [3, 8])
 def test_all_returns_a_dict_ordered_by_key_in_one_query(entries, django_assert_num_queries):
     for i in reversed(range(entries)):
-        SystemConfigFactory(key=f"k{i:02d}", value=i)
+        SystemConfigFactory.create(key=f"k{i:02d}", value=i)
     with django_assert_num_queries(1):
         values = SystemConfigRepository().all()
     assert list(values) == [f"k{i:02d}" for i in range(entries)]
@@ -261,8 +261,8 @@ def test_delete_raises_not_found_when_key_is_missing_or_malformed(key):
 @pytest.mark.parametrize("entries", [2, 6])
 def test_find_many_filters_by_key_prefix_in_one_query(entries, django_assert_num_queries):
     for i in range(entries):
-        SystemConfigFactory(key=f"mail.k{i}")
-    SystemConfigFactory(key="other")
+        SystemConfigFactory.create(key=f"mail.k{i}")
+    SystemConfigFactory.create(key="other")
     with django_assert_num_queries(1):
         found = SystemConfigRepository().find_many({"key_prefix": "mail."})
     assert [e.key for e in found] == [f"mail.k{i}" for i in range(entries)]
@@ -290,18 +290,18 @@ def test_create_many_and_update_many_and_delete_many_work_on_entries():
 
 def test_create_raises_validation_error_when_data_is_not_a_mapping():
     with pytest.raises(ValidationError):
-        SystemConfigRepository().create(["key", "value"])
+        SystemConfigRepository().create(["key", "value"])  # type: ignore[arg-type]
 
 
 def test_update_refuses_renaming_a_key():
-    entry = SystemConfigFactory(key="fixed")
+    entry = SystemConfigFactory.create(key="fixed")
     with pytest.raises(ValidationError) as info:
         SystemConfigRepository().update(entry.pk, {"key": "renamed"})
     assert "key" in info.value.errors
 
 
 def test_update_by_id_uses_optimistic_locking():
-    entry = SystemConfigFactory(key="by.id", value=1)
+    entry = SystemConfigFactory.create(key="by.id", value=1)
     updated = SystemConfigRepository().update(entry.pk, {"value": 2}, expected_version=1)
     assert updated.version == 2
     with pytest.raises(StaleObjectError):

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def expired_session(**kwargs):
     now = timezone.now()
-    return UserSessionFactory(
+    return UserSessionFactory.create(
         created_at=now - timedelta(days=2), expires_at=now - timedelta(days=1), **kwargs
     )
 
@@ -38,7 +38,7 @@ def set_last_seen(session, ago: timedelta) -> None:
 
 
 def test_create_session_returns_token_whose_sha256_alone_is_stored():
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(
         user.pk, ip_address="203.0.113.5", user_agent="Firefox"
     )
@@ -53,13 +53,13 @@ def test_create_session_returns_token_whose_sha256_alone_is_stored():
 
 
 def test_create_session_issues_a_different_token_each_time():
-    user = UserFactory()
+    user = UserFactory.create()
     tokens = {SessionRepository().create_session(user.pk)[1] for _ in range(5)}
     assert len(tokens) == 5
 
 
 def test_create_session_audit_row_holds_neither_token_nor_hash():
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     rows = list(AuditLog.objects.filter(entity_type="usersession", entity_id=str(session.pk)))
     assert [row.action for row in rows] == ["created"]
@@ -69,21 +69,21 @@ def test_create_session_audit_row_holds_neither_token_nor_hash():
 
 
 def test_create_session_expires_after_the_configured_ttl_by_default():
-    user = UserFactory()
+    user = UserFactory.create()
     with override_settings(REPOSITORIES={"SESSION_TTL_SECONDS": 3600}):
         session, _ = SessionRepository().create_session(user.pk)
     assert session.expires_at - session.created_at == timedelta(hours=1)
 
 
 def test_create_session_uses_the_given_ttl():
-    user = UserFactory()
+    user = UserFactory.create()
     session, _ = SessionRepository().create_session(user.pk, ttl=timedelta(minutes=5))
     assert session.expires_at - session.created_at == timedelta(minutes=5)
 
 
 @pytest.mark.parametrize("ttl", [timedelta(0), timedelta(seconds=-1), 3600, "1h"])
 def test_create_session_raises_validation_error_when_ttl_is_not_a_positive_timedelta(ttl):
-    user = UserFactory()
+    user = UserFactory.create()
     with pytest.raises(ValidationError) as info:
         SessionRepository().create_session(user.pk, ttl=ttl)
     assert "ttl" in info.value.errors
@@ -91,14 +91,14 @@ def test_create_session_raises_validation_error_when_ttl_is_not_a_positive_timed
 
 @pytest.mark.parametrize("address", ["999.1.1.1", "not-an-ip", 42])
 def test_create_session_raises_validation_error_when_ip_is_invalid(address):
-    user = UserFactory()
+    user = UserFactory.create()
     with pytest.raises(ValidationError) as info:
         SessionRepository().create_session(user.pk, ip_address=address)
     assert "ip_address" in info.value.errors
 
 
 def test_create_session_accepts_ipv6_and_no_address():
-    user = UserFactory()
+    user = UserFactory.create()
     v6, _ = SessionRepository().create_session(user.pk, ip_address="2001:db8::1")
     none, _ = SessionRepository().create_session(user.pk, ip_address="")
     assert v6.ip_address == "2001:db8::1"
@@ -106,9 +106,9 @@ def test_create_session_accepts_ipv6_and_no_address():
 
 
 def test_create_session_raises_validation_error_when_user_agent_is_not_text():
-    user = UserFactory()
+    user = UserFactory.create()
     with pytest.raises(ValidationError):
-        SessionRepository().create_session(user.pk, user_agent=["x"])
+        SessionRepository().create_session(user.pk, user_agent=["x"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("user_id", [uuid.uuid4(), "not-a-uuid", 17, None])
@@ -119,13 +119,13 @@ def test_create_session_raises_not_found_when_user_is_unknown_or_malformed(user_
 
 
 def test_create_session_raises_not_found_when_user_is_deleted():
-    user = UserFactory(deleted=True)
+    user = UserFactory.create(deleted=True)
     with pytest.raises(NotFoundError):
         SessionRepository().create_session(user.pk)
 
 
 def test_create_session_raises_validation_error_when_user_is_inactive():
-    user = UserFactory(is_active=False)
+    user = UserFactory.create(is_active=False)
     with pytest.raises(ValidationError) as info:
         SessionRepository().create_session(str(user.pk))
     assert "inactive" in str(info.value)
@@ -138,7 +138,7 @@ def test_create_session_raises_validation_error_when_user_is_inactive():
 def test_validate_returns_session_with_user_in_one_query_when_recently_seen(
     django_assert_num_queries,
 ):
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     set_last_seen(session, timedelta(seconds=10))
     with django_assert_num_queries(1):
@@ -149,7 +149,7 @@ def test_validate_returns_session_with_user_in_one_query_when_recently_seen(
 
 
 def test_validate_touches_last_seen_when_never_seen():
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     with count_queries() as counted:
         found = SessionRepository().validate(token)
@@ -160,7 +160,7 @@ def test_validate_touches_last_seen_when_never_seen():
 
 
 def test_validate_touches_last_seen_at_most_once_a_minute():
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     set_last_seen(session, timedelta(seconds=30))
     before = UserSession.objects.get(pk=session.pk).last_seen_at
@@ -170,6 +170,9 @@ def test_validate_touches_last_seen_at_most_once_a_minute():
     stale = UserSession.objects.get(pk=session.pk).last_seen_at
     found = SessionRepository().validate(token)
     fresh = UserSession.objects.get(pk=session.pk).last_seen_at
+    assert found is not None
+    assert fresh is not None
+    assert stale is not None
     assert fresh > stale
     assert found.last_seen_at == fresh
 
@@ -177,7 +180,7 @@ def test_validate_touches_last_seen_at_most_once_a_minute():
 def test_validate_update_is_conditional_in_the_database(monkeypatch):
     # Even when the Python-side check thinks a touch is due (here forced), the UPDATE's
     # own condition keeps writes to one a minute, e.g. for concurrent requests.
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     set_last_seen(session, timedelta(seconds=20))
     before = UserSession.objects.get(pk=session.pk).last_seen_at
@@ -185,12 +188,13 @@ def test_validate_update_is_conditional_in_the_database(monkeypatch):
     with count_queries() as counted:
         found = SessionRepository().validate(token)
     assert counted.count == 2
+    assert found is not None
     assert found.last_seen_at == before
     assert UserSession.objects.get(pk=session.pk).last_seen_at == before
 
 
 def test_validate_returns_none_when_expired():
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     UserSession.objects.filter(pk=session.pk).update(
         created_at=timezone.now() - timedelta(days=2), expires_at=timezone.now() - timedelta(1)
@@ -199,14 +203,14 @@ def test_validate_returns_none_when_expired():
 
 
 def test_validate_returns_none_when_revoked():
-    user = UserFactory()
+    user = UserFactory.create()
     session, token = SessionRepository().create_session(user.pk)
     SessionRepository().revoke(session.pk, reason="logout")
     assert SessionRepository().validate(token) is None
 
 
 def test_validate_returns_none_when_user_is_deleted_or_inactive():
-    deleted, inactive = UserFactory(), UserFactory()
+    deleted, inactive = UserFactory.create(), UserFactory.create()
     _, deleted_token = SessionRepository().create_session(deleted.pk)
     _, inactive_token = SessionRepository().create_session(inactive.pk)
     type(deleted).all_objects.filter(pk=deleted.pk).update(deleted_at=timezone.now())
@@ -224,12 +228,12 @@ def test_validate_returns_none_without_querying_when_token_is_malformed(
 
 
 def test_validate_returns_none_when_token_is_unknown():
-    UserSessionFactory()
+    UserSessionFactory.create()
     assert SessionRepository().validate("unknown-token") is None
 
 
 def test_validate_does_not_accept_the_stored_hash_as_a_token():
-    user = UserFactory()
+    user = UserFactory.create()
     session, _ = SessionRepository().create_session(user.pk)
     assert SessionRepository().validate(session.token_hash) is None
 
@@ -238,7 +242,7 @@ def test_validate_does_not_accept_the_stored_hash_as_a_token():
 
 
 def test_revoke_marks_session_revoked_and_audits_it():
-    session = UserSessionFactory()
+    session = UserSessionFactory.create()
     revoked = SessionRepository().revoke(session.pk, reason="logout")
     assert revoked.revoked_at is not None
     assert revoked.revoked_reason == "logout"
@@ -248,7 +252,7 @@ def test_revoke_marks_session_revoked_and_audits_it():
 
 
 def test_revoke_keeps_first_revocation_when_revoked_twice():
-    session = UserSessionFactory()
+    session = UserSessionFactory.create()
     first = SessionRepository().revoke(session.pk, reason="logout")
     second = SessionRepository().revoke(session.pk, reason="other")
     assert second.revoked_at == first.revoked_at
@@ -264,7 +268,7 @@ def test_revoke_raises_not_found_when_session_is_unknown_or_malformed(session_id
 
 @pytest.mark.parametrize("reason", ["", "   ", None, 3, "x" * 201])
 def test_revoke_raises_validation_error_when_reason_is_invalid(reason):
-    session = UserSessionFactory()
+    session = UserSessionFactory.create()
     with pytest.raises(ValidationError) as info:
         SessionRepository().revoke(session.pk, reason=reason)
     assert "reason" in info.value.errors
@@ -274,11 +278,11 @@ def test_revoke_raises_validation_error_when_reason_is_invalid(reason):
 
 
 def test_revoke_all_revokes_live_sessions_of_that_user_only():
-    user, other = UserFactory(), UserFactory()
+    user, other = UserFactory.create(), UserFactory.create()
     live = UserSessionFactory.create_batch(3, user=user)
     expired_session(user=user)
-    already = UserSessionFactory(user=user, revoked_at=timezone.now(), revoked_reason="old")
-    others = UserSessionFactory(user=other)
+    already = UserSessionFactory.create(user=user, revoked_at=timezone.now(), revoked_reason="old")
+    others = UserSessionFactory.create(user=other)
 
     assert SessionRepository().revoke_all(user.pk) == 3
 
@@ -293,8 +297,8 @@ def test_revoke_all_revokes_live_sessions_of_that_user_only():
 
 
 def test_revoke_all_keeps_the_excepted_session():
-    user = UserFactory()
-    keep, drop = UserSessionFactory(user=user), UserSessionFactory(user=user)
+    user = UserFactory.create()
+    keep, drop = UserSessionFactory.create(user=user), UserSessionFactory.create(user=user)
     assert SessionRepository().revoke_all(user.pk, except_id=keep.pk, reason="logout_others") == 1
     keep.refresh_from_db()
     drop.refresh_from_db()
@@ -304,7 +308,7 @@ def test_revoke_all_keeps_the_excepted_session():
 
 @pytest.mark.parametrize("sessions", [2, 6])
 def test_revoke_all_uses_one_update_and_one_audit_insert_whatever_the_count(sessions):
-    user = UserFactory()
+    user = UserFactory.create()
     UserSessionFactory.create_batch(sessions, user=user)
     with count_queries() as counted:
         assert SessionRepository().revoke_all(user.pk) == sessions
@@ -317,12 +321,12 @@ def test_revoke_all_uses_one_update_and_one_audit_insert_whatever_the_count(sess
 
 @pytest.mark.parametrize("user_id", [uuid.uuid4(), "nope", 1])
 def test_revoke_all_returns_zero_when_user_is_unknown_or_malformed(user_id):
-    UserSessionFactory()
+    UserSessionFactory.create()
     assert SessionRepository().revoke_all(user_id) == 0
 
 
 def test_revoke_all_revokes_everything_when_except_id_is_malformed():
-    user = UserFactory()
+    user = UserFactory.create()
     UserSessionFactory.create_batch(2, user=user)
     assert SessionRepository().revoke_all(user.pk, except_id="garbage") == 2
 
@@ -331,19 +335,19 @@ def test_revoke_all_revokes_everything_when_except_id_is_malformed():
 
 
 def test_active_for_user_lists_valid_sessions_newest_first():
-    user = UserFactory()
+    user = UserFactory.create()
     now = timezone.now()
-    older = UserSessionFactory(user=user, created_at=now - timedelta(hours=2))
-    newer = UserSessionFactory(user=user, created_at=now - timedelta(hours=1))
+    older = UserSessionFactory.create(user=user, created_at=now - timedelta(hours=2))
+    newer = UserSessionFactory.create(user=user, created_at=now - timedelta(hours=1))
     expired_session(user=user)
-    UserSessionFactory(user=user, revoked_at=now)
-    UserSessionFactory()  # someone else's
+    UserSessionFactory.create(user=user, revoked_at=now)
+    UserSessionFactory.create()  # someone else's
     assert [s.pk for s in SessionRepository().active_for_user(user.pk)] == [newer.pk, older.pk]
 
 
 @pytest.mark.parametrize("sessions", [3, 7])
 def test_active_for_user_loads_users_in_one_query(sessions, django_assert_num_queries):
-    user = UserFactory()
+    user = UserFactory.create()
     UserSessionFactory.create_batch(sessions, user=user)
     with django_assert_num_queries(1):
         found = SessionRepository().active_for_user(user.pk)
@@ -353,17 +357,17 @@ def test_active_for_user_loads_users_in_one_query(sessions, django_assert_num_qu
 
 
 def test_active_for_user_is_empty_when_user_is_deleted_or_inactive():
-    deleted = UserFactory(deleted=True)
-    inactive = UserFactory(is_active=False)
-    UserSessionFactory(user=deleted)
-    UserSessionFactory(user=inactive)
+    deleted = UserFactory.create(deleted=True)
+    inactive = UserFactory.create(is_active=False)
+    UserSessionFactory.create(user=deleted)
+    UserSessionFactory.create(user=inactive)
     assert SessionRepository().active_for_user(deleted.pk) == []
     assert SessionRepository().active_for_user(inactive.pk) == []
 
 
 @pytest.mark.parametrize("user_id", [uuid.uuid4(), "bad", 3.5, None])
 def test_active_for_user_is_empty_when_user_is_unknown_or_malformed(user_id):
-    UserSessionFactory()
+    UserSessionFactory.create()
     assert SessionRepository().active_for_user(user_id) == []
 
 
@@ -374,10 +378,10 @@ def test_active_for_user_is_empty_when_user_is_unknown_or_malformed(user_id):
 def test_find_many_filters_sessions_and_loads_users_in_one_query(
     sessions, django_assert_num_queries
 ):
-    user = UserFactory()
+    user = UserFactory.create()
     UserSessionFactory.create_batch(sessions, user=user)
-    UserSessionFactory(user=user, revoked_at=timezone.now())
-    UserSessionFactory()
+    UserSessionFactory.create(user=user, revoked_at=timezone.now())
+    UserSessionFactory.create()
     with django_assert_num_queries(1):
         found = SessionRepository().find_many({"user": user.pk, "revoked": False})
         [s.user.email for s in found]
@@ -400,8 +404,8 @@ def test_cleanup_expired_deletes_expired_sessions_in_batches():
     for _ in range(5):
         expired_session()
     revoked_expired = expired_session(revoked_at=timezone.now() - timedelta(days=1))
-    live = UserSessionFactory()
-    revoked_live = UserSessionFactory(revoked_at=timezone.now())
+    live = UserSessionFactory.create()
+    revoked_live = UserSessionFactory.create(revoked_at=timezone.now())
 
     with count_queries() as counted:
         assert SessionRepository().cleanup_expired(batch_size=2) == 6
@@ -415,7 +419,7 @@ def test_cleanup_expired_deletes_expired_sessions_in_batches():
 
 
 def test_cleanup_expired_returns_zero_when_nothing_expired():
-    UserSessionFactory()
+    UserSessionFactory.create()
     assert SessionRepository().cleanup_expired() == 0
     assert UserSession.objects.count() == 1
 
@@ -472,13 +476,15 @@ def test_cleanup_expired_skips_rows_locked_by_another_transaction_without_waitin
 
 def test_suspicious_users_reports_users_with_many_addresses_within_window():
     now = timezone.now()
-    hopper, calm, old = UserFactory(), UserFactory(), UserFactory()
+    hopper, calm, old = UserFactory.create(), UserFactory.create(), UserFactory.create()
     for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.3"):
-        UserSessionFactory(user=hopper, ip_address=address, created_at=now - timedelta(minutes=5))
-    UserSessionFactory(user=hopper, ip_address=None, created_at=now - timedelta(minutes=5))
+        UserSessionFactory.create(
+            user=hopper, ip_address=address, created_at=now - timedelta(minutes=5)
+        )
+    UserSessionFactory.create(user=hopper, ip_address=None, created_at=now - timedelta(minutes=5))
     UserSessionFactory.create_batch(4, user=calm, ip_address="198.51.100.9")
     for address in ("198.51.100.4", "198.51.100.5", "198.51.100.6"):
-        UserSessionFactory(user=old, ip_address=address, created_at=now - timedelta(days=3))
+        UserSessionFactory.create(user=old, ip_address=address, created_at=now - timedelta(days=3))
 
     rows = SessionRepository().suspicious_users(window=timedelta(hours=1), min_distinct_ips=3)
 
@@ -488,11 +494,11 @@ def test_suspicious_users_reports_users_with_many_addresses_within_window():
 
 
 def test_suspicious_users_orders_by_most_addresses_first():
-    a, b = UserFactory(), UserFactory()
+    a, b = UserFactory.create(), UserFactory.create()
     for i in range(2):
-        UserSessionFactory(user=a, ip_address=f"192.0.2.{i}")
+        UserSessionFactory.create(user=a, ip_address=f"192.0.2.{i}")
     for i in range(4):
-        UserSessionFactory(user=b, ip_address=f"192.0.2.{i}")
+        UserSessionFactory.create(user=b, ip_address=f"192.0.2.{i}")
     rows = SessionRepository().suspicious_users(window=timedelta(hours=1), min_distinct_ips=2)
     assert [(r.user_id, r.distinct_ips) for r in rows] == [(b.pk, 4), (a.pk, 2)]
 
@@ -500,9 +506,9 @@ def test_suspicious_users_orders_by_most_addresses_first():
 @pytest.mark.parametrize("users", [2, 5])
 def test_suspicious_users_runs_one_query(users, django_assert_num_queries):
     for _ in range(users):
-        user = UserFactory()
-        UserSessionFactory(user=user, ip_address="192.0.2.1")
-        UserSessionFactory(user=user, ip_address="192.0.2.2")
+        user = UserFactory.create()
+        UserSessionFactory.create(user=user, ip_address="192.0.2.1")
+        UserSessionFactory.create(user=user, ip_address="192.0.2.2")
     with django_assert_num_queries(1):
         rows = SessionRepository().suspicious_users(window=timedelta(days=1), min_distinct_ips=2)
     assert len(rows) == users
@@ -531,7 +537,7 @@ def test_hash_token_is_sha256_hex():
 
 
 def test_create_and_create_many_are_refused_in_favour_of_create_session():
-    user = UserFactory()
+    user = UserFactory.create()
     with pytest.raises(TypeError, match="create_session"):
         SessionRepository().create({"user_id": user.pk, "token_hash": "0" * 64})
     with pytest.raises(TypeError, match="create_session"):
@@ -540,9 +546,11 @@ def test_create_and_create_many_are_refused_in_favour_of_create_session():
 
 
 def test_update_cannot_change_the_owner_or_the_token_hash():
-    session = UserSessionFactory()
+    session = UserSessionFactory.create()
     with pytest.raises(ValidationError) as info:
-        SessionRepository().update(session.pk, {"token_hash": "0" * 64, "user": UserFactory()})
+        SessionRepository().update(
+            session.pk, {"token_hash": "0" * 64, "user": UserFactory.create()}
+        )
     assert set(info.value.errors) == {"token_hash", "user"}
     assert SessionRepository().update(session.pk, {"user_agent": "curl"}).user_agent == "curl"
 
@@ -566,7 +574,7 @@ def index_conditions(plan: str) -> str:
 
 
 def test_session_queries_are_answered_from_indexes():
-    bulk, user = UserFactory(), UserFactory()
+    bulk, user = UserFactory.create(), UserFactory.create()
     with connection.cursor() as cursor:
         # Enough rows, with statistics, for the planner to tell the indexes apart.
         cursor.execute(

@@ -38,31 +38,31 @@ def audit_text(user_id) -> str:
 
 
 def test_find_by_email_matches_case_insensitively_and_strips():
-    user = UserFactory(email="Ada.Lovelace@Example.com")
+    user = UserFactory.create(email="Ada.Lovelace@Example.com")
     assert UserRepository().find_by_email("ada.lovelace@example.COM") == user
     assert UserRepository().find_by_email("  ADA.LOVELACE@EXAMPLE.COM ") == user
 
 
 def test_find_by_email_runs_one_query(django_assert_num_queries):
-    UserFactory(email="one@example.com")
+    UserFactory.create(email="one@example.com")
     with django_assert_num_queries(1):
         assert UserRepository().find_by_email("ONE@example.com") is not None
 
 
 def test_find_by_email_ignores_deleted_users():
-    UserFactory(email="gone@example.com", deleted=True)
+    UserFactory.create(email="gone@example.com", deleted=True)
     assert UserRepository().find_by_email("gone@example.com") is None
 
 
 def test_find_by_email_returns_the_live_user_when_a_deleted_one_shared_the_email():
-    UserFactory(email="reuse@example.com", deleted=True)
-    live = UserFactory(email="Reuse@example.com")
+    UserFactory.create(email="reuse@example.com", deleted=True)
+    live = UserFactory.create(email="Reuse@example.com")
     assert UserRepository().find_by_email("reuse@example.com") == live
 
 
 @pytest.mark.parametrize("email", ["", "   ", "nobody@example.com"])
 def test_find_by_email_returns_none_when_no_live_user_matches(email):
-    UserFactory()
+    UserFactory.create()
     assert UserRepository().find_by_email(email) is None
 
 
@@ -88,24 +88,24 @@ def test_find_by_email_uses_the_lower_email_index():
 
 
 def test_find_active_users_excludes_inactive_and_deleted_users():
-    active = UserFactory()
-    UserFactory(is_active=False)
-    UserFactory(deleted=True)
+    active = UserFactory.create()
+    UserFactory.create(is_active=False)
+    UserFactory.create(deleted=True)
     assert UserRepository().find_active_users() == [active]
 
 
 def test_find_active_users_filters_by_verification():
-    verified = UserFactory(email_verified=True)
-    UserFactory(email_verified=False)
+    verified = UserFactory.create(email_verified=True)
+    UserFactory.create(email_verified=False)
     assert UserRepository().find_active_users({"email_verified": True}) == [verified]
     assert verified not in UserRepository().find_active_users({"email_verified": "false"})
 
 
 def test_find_active_users_filters_by_join_dates():
     now = timezone.now()
-    old = UserFactory()
-    mid = UserFactory()
-    new = UserFactory()
+    old = UserFactory.create()
+    mid = UserFactory.create()
+    new = UserFactory.create()
     for user, age in ((old, 30), (mid, 10), (new, 1)):
         User.all_objects.filter(pk=user.pk).update(created_at=now - timedelta(days=age))
     found = UserRepository().find_active_users(
@@ -118,9 +118,9 @@ def test_find_active_users_filters_by_join_dates():
 
 
 def test_find_active_users_filters_by_first_or_last_name_contains():
-    ada = UserFactory(first_name="Ada", last_name="Lovelace")
-    grace = UserFactory(first_name="Grace", last_name="Hopper")
-    UserFactory(first_name="Alan", last_name="Turing")
+    ada = UserFactory.create(first_name="Ada", last_name="Lovelace")
+    grace = UserFactory.create(first_name="Grace", last_name="Hopper")
+    UserFactory.create(first_name="Alan", last_name="Turing")
     assert UserRepository().find_active_users({"name": "love"}) == [ada]
     assert UserRepository().find_active_users({"name": "GRACE"}) == [grace]
     assert UserRepository().find_active_users({"name": "grace hop"}) == [grace]
@@ -128,9 +128,9 @@ def test_find_active_users_filters_by_first_or_last_name_contains():
 
 
 def test_find_active_users_filters_by_email_contains_without_wildcards():
-    match = UserFactory(email="team-lead@corp.example")
-    UserFactory(email="someone@other.example")
-    UserFactory(email="x_y@corp.example")
+    match = UserFactory.create(email="team-lead@corp.example")
+    UserFactory.create(email="someone@other.example")
+    UserFactory.create(email="x_y@corp.example")
     assert UserRepository().find_active_users({"email": "LEAD@corp"}) == [match]
     assert UserRepository().find_active_users({"email": "%"}) == []
 
@@ -146,14 +146,14 @@ def test_find_active_users_filters_by_email_contains_without_wildcards():
 )
 def test_find_active_users_sorts_by_whitelisted_fields(order_by, key):
     for last in ("Cole", "Abel", "Beck", "Abel"):
-        UserFactory(last_name=last)
+        UserFactory.create(last_name=last)
     found = UserRepository().find_active_users(order_by=order_by)
     expected = sorted(found, key=key, reverse=order_by[0].startswith("-"))
     assert [u.pk for u in found] == [u.pk for u in expected]
 
 
 def test_find_active_users_applies_limit_and_offset():
-    users = [UserFactory(email=f"u{i}@example.com") for i in range(5)]
+    users = [UserFactory.create(email=f"u{i}@example.com") for i in range(5)]
     found = UserRepository().find_active_users(order_by=["email"], limit=2, offset=1)
     assert found == users[1:3]
 
@@ -189,9 +189,11 @@ def test_find_active_users_runs_one_query_whatever_the_row_count(rows, django_as
 
 
 def test_paginate_lists_active_users_with_the_same_filters(django_assert_num_queries):
-    verified = [UserFactory(email=f"v{i}@example.com", email_verified=True) for i in range(5)]
-    UserFactory(email="inactive@example.com", email_verified=True, is_active=False)
-    UserFactory(email="unverified@example.com")
+    verified = [
+        UserFactory.create(email=f"v{i}@example.com", email_verified=True) for i in range(5)
+    ]
+    UserFactory.create(email="inactive@example.com", email_verified=True, is_active=False)
+    UserFactory.create(email="unverified@example.com")
     with django_assert_num_queries(2):
         page = UserRepository().paginate(
             {"is_active": True, "email_verified": True}, order_by=["email"], page=2, page_size=2
@@ -202,8 +204,8 @@ def test_paginate_lists_active_users_with_the_same_filters(django_assert_num_que
 
 
 def test_paginate_cursor_walks_every_active_user_once():
-    expected = [UserFactory(last_name=f"Name{i % 3}") for i in range(7)]
-    UserFactory(is_active=False)
+    expected = [UserFactory.create(last_name=f"Name{i % 3}") for i in range(7)]
+    UserFactory.create(is_active=False)
     repo = UserRepository()
     seen, after = [], None
     while True:
@@ -268,7 +270,7 @@ def test_create_raises_validation_error_when_password_is_weak_or_not_text(passwo
 
 
 def test_create_raises_conflict_when_a_live_user_has_the_email_in_any_case():
-    UserFactory(email="taken@example.com")
+    UserFactory.create(email="taken@example.com")
     with pytest.raises(ConflictError) as info:
         UserRepository().create({"email": "TAKEN@example.com", "password": STRONG})
     assert "email" in info.value.fields
@@ -279,7 +281,7 @@ def test_create_raises_validation_error_for_unknown_fields_or_non_mappings():
     with pytest.raises(ValidationError):
         UserRepository().create({"email": "x@example.com", "is_admin": True})
     with pytest.raises(ValidationError):
-        UserRepository().create(["email"])
+        UserRepository().create(["email"])  # type: ignore[arg-type]
 
 
 def test_create_many_hashes_every_password():
@@ -309,13 +311,13 @@ def test_create_many_raises_validation_error_with_row_index_for_weak_password():
 
 
 def test_update_normalises_the_email():
-    user = UserFactory()
+    user = UserFactory.create()
     updated = UserRepository().update(user.pk, {"email": " Changed@Example.com "})
     assert updated.email == "Changed@Example.com"
 
 
 def test_update_many_refuses_passwords():
-    UserFactory()
+    UserFactory.create()
     with pytest.raises(ValidationError) as info:
         UserRepository().update_many({}, {"password": STRONG})
     assert "password" in info.value.errors
@@ -323,7 +325,7 @@ def test_update_many_refuses_passwords():
 
 def test_update_many_changes_matching_users():
     UserFactory.create_batch(2, first_name="Bob")
-    UserFactory(first_name="Eve")
+    UserFactory.create(first_name="Eve")
     assert UserRepository().update_many({"name": "bob"}, {"email_verified": True}) == 2
     assert User.objects.filter(email_verified=True).count() == 2
 
@@ -332,7 +334,7 @@ def test_update_many_changes_matching_users():
 
 
 def test_verify_email_marks_verified_and_audits_the_change():
-    user = UserFactory(email_verified=False)
+    user = UserFactory.create(email_verified=False)
     verified = UserRepository().verify_email(user.pk)
     assert verified.email_verified is True
     row = AuditLog.objects.get(entity_id=str(user.pk), action="updated")
@@ -340,7 +342,7 @@ def test_verify_email_marks_verified_and_audits_the_change():
 
 
 def test_verify_email_is_idempotent():
-    user = UserFactory(email_verified=True)
+    user = UserFactory.create(email_verified=True)
     assert UserRepository().verify_email(str(user.pk)).email_verified is True
 
 
@@ -351,7 +353,7 @@ def test_verify_email_raises_not_found_when_user_is_unknown_or_malformed(user_id
 
 
 def test_verify_email_raises_not_found_when_user_is_deleted():
-    user = UserFactory(deleted=True)
+    user = UserFactory.create(deleted=True)
     with pytest.raises(NotFoundError):
         UserRepository().verify_email(user.pk)
 
@@ -360,9 +362,9 @@ def test_verify_email_raises_not_found_when_user_is_deleted():
 
 
 def test_set_password_hashes_and_revokes_every_session_of_that_user():
-    user = UserFactory()
+    user = UserFactory.create()
     sessions = UserSessionFactory.create_batch(3, user=user)
-    other = UserSessionFactory()
+    other = UserSessionFactory.create()
 
     UserRepository().set_password(user.pk, STRONG)
 
@@ -378,7 +380,7 @@ def test_set_password_hashes_and_revokes_every_session_of_that_user():
 
 
 def test_set_password_makes_existing_tokens_invalid():
-    user = UserFactory()
+    user = UserFactory.create()
     _, token = SessionRepository().create_session(user.pk)
     assert SessionRepository().validate(token) is not None
     UserRepository().set_password(user.pk, STRONG)
@@ -386,7 +388,7 @@ def test_set_password_makes_existing_tokens_invalid():
 
 
 def test_set_password_audit_rows_never_hold_password_or_hash():
-    user = UserFactory()
+    user = UserFactory.create()
     UserRepository().set_password(user.pk, STRONG)
     stored = User.objects.get(pk=user.pk)
     text = audit_text(user.pk)
@@ -397,8 +399,8 @@ def test_set_password_audit_rows_never_hold_password_or_hash():
 
 
 def test_set_password_rolls_back_the_hash_when_revoking_fails(monkeypatch):
-    user = UserFactory()
-    UserSessionFactory(user=user)
+    user = UserFactory.create()
+    UserSessionFactory.create(user=user)
     before = User.objects.get(pk=user.pk).password
 
     def fail(self, user_id, **kwargs):
@@ -413,8 +415,8 @@ def test_set_password_rolls_back_the_hash_when_revoking_fails(monkeypatch):
 
 @pytest.mark.parametrize("raw", ["", None, 123, "abc", "password"])
 def test_set_password_raises_validation_error_when_password_is_invalid(raw):
-    user = UserFactory()
-    session = UserSessionFactory(user=user)
+    user = UserFactory.create()
+    session = UserSessionFactory.create(user=user)
     with pytest.raises(ValidationError) as info:
         UserRepository().set_password(user.pk, raw)
     assert "password" in info.value.errors
@@ -423,7 +425,7 @@ def test_set_password_raises_validation_error_when_password_is_invalid(raw):
 
 
 def test_set_password_rejects_a_password_too_similar_to_the_email():
-    user = UserFactory(email="margaret.hamilton@example.com")
+    user = UserFactory.create(email="margaret.hamilton@example.com")
     with pytest.raises(ValidationError):
         UserRepository().set_password(user.pk, "margaret.hamilton")
 
@@ -446,8 +448,8 @@ def test_soft_delete_frees_the_email_for_a_new_registration():
 
 
 def test_soft_delete_hides_the_user_and_revokes_their_sessions():
-    user = UserFactory()
-    session = UserSessionFactory(user=user)
+    user = UserFactory.create()
+    session = UserSessionFactory.create(user=user)
     deleted = UserRepository().soft_delete(user.pk)
     assert deleted.deleted_at is not None
     assert UserRepository().find_by_id(user.pk) is None
@@ -470,7 +472,7 @@ def test_restore_raises_conflict_when_the_email_was_taken_meanwhile():
 
 
 def test_restore_brings_the_user_back_when_the_email_is_free():
-    user = UserFactory()
+    user = UserFactory.create()
     UserRepository().soft_delete(user.pk)
     restored = UserRepository().restore(user.pk)
     assert restored.deleted_at is None
@@ -484,7 +486,7 @@ def test_restore_raises_not_found_when_user_is_unknown_or_malformed(user_id):
 
 
 def test_soft_delete_raises_not_found_when_already_deleted():
-    user = UserFactory(deleted=True)
+    user = UserFactory.create(deleted=True)
     with pytest.raises(NotFoundError):
         UserRepository().soft_delete(user.pk)
     assert not UserSession.objects.exists()

@@ -395,27 +395,28 @@ class Command(BaseCommand):
         sizes = {k: options[k] for k in ("users", "categories", "products", "orders")}
         if any(v < 0 for v in sizes.values()):
             raise CommandError("Sizes must be zero or more.")
-        existing = demo_rows_present(using)
-        if any(existing.values()):
-            summary = ", ".join(f"{v} {k}" for k, v in existing.items())
-            self.stdout.write(f"Demo data already present ({summary}); nothing to do.")
-            return
-        anchor = datetime.combine(timezone.now().astimezone(UTC).date(), time.min, tzinfo=UTC)
-        data = DemoBuilder(options["seed"], anchor).build(**sizes)
-        total = sum(len(rows) for _, rows in data.tables())
-        with (
-            tqdm(
+        with transaction.atomic(using=using):
+            # Concurrent runs (two `make run`s) queue here; the second then sees the data.
+            with connections[using].cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('seed_demo'))")
+            existing = demo_rows_present(using)
+            if any(existing.values()):
+                summary = ", ".join(f"{v} {k}" for k, v in existing.items())
+                self.stdout.write(f"Demo data already present ({summary}); nothing to do.")
+                return
+            anchor = datetime.combine(timezone.now().astimezone(UTC).date(), time.min, tzinfo=UTC)
+            data = DemoBuilder(options["seed"], anchor).build(**sizes)
+            total = sum(len(rows) for _, rows in data.tables())
+            with tqdm(
                 total=total,
                 desc="seed_demo",
                 unit="rows",
                 disable=options["no_progress"],
                 file=sys.stderr,
-            ) as progress,
-            transaction.atomic(using=using),
-        ):
-            for label, rows in data.tables():
-                progress.set_postfix_str(label)
-                insert(rows, using, progress)
+            ) as progress:
+                for label, rows in data.tables():
+                    progress.set_postfix_str(label)
+                    insert(rows, using, progress)
         analyze(using)
         self.stdout.write(
             f"Seeded {len(data.users)} users, {len(data.categories)} categories, "

@@ -601,3 +601,34 @@ def test_session_queries_are_answered_from_indexes():
     assert "user_id" in index_conditions(active), active
     assert "expires_at" in index_conditions(cleanup), cleanup
     assert "created_at" in index_conditions(suspicious), suspicious
+
+
+@pytest.mark.django_db(transaction=True)
+def test_validate_writes_last_seen_once_when_many_requests_race():
+    user = UserFactory.create()
+    session, token = SessionRepository().create_session(user.pk)
+    set_last_seen(session, timedelta(minutes=5))
+    stale = UserSession.objects.get(pk=session.pk).last_seen_at
+    assert stale is not None
+    barrier = threading.Barrier(4)
+    seen: list[object] = []
+
+    def request():
+        try:
+            barrier.wait(10)
+            found = SessionRepository().validate(token)
+            seen.append(found.last_seen_at if found is not None else None)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    stored = UserSession.objects.get(pk=session.pk).last_seen_at
+    assert len(seen) == 4
+    assert None not in seen
+    written = {value for value in seen if value != stale}
+    assert written == {stored}  # one UPDATE won; the others matched no row

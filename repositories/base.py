@@ -12,12 +12,12 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from repositories.audit import AuditEntry, diff, entity_type_of, record, snapshot
-from repositories.error_mapping import sqlstate_of, translate, translate_errors
+from repositories.error_mapping import translate_errors
 from repositories.errors import (
     ConflictError,
     InvalidQueryError,
@@ -407,7 +407,7 @@ class BaseRepository(Generic[ModelT]):
             instance.save(force_insert=True, using=self.using)
             self.__check_references(values)
             self.__audit([self.__entry("created", instance, self.__snapshot(instance))])
-            return self.__reload(instance.pk)
+            return self.__reload(instance.pk, instance)
 
     def create_many(
         self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000
@@ -489,14 +489,16 @@ class BaseRepository(Generic[ModelT]):
             target = manager.filter(pk=pk)
             if expected_version is not None:
                 target = target.filter(version=expected_version)
-            if target.update(**self.__bookkeeping(values)) == 0:
+            now = timezone.now()
+            if target.update(**self.__bookkeeping(values, now=now)) == 0:
                 raise StaleObjectError(self.model.__name__, pk, expected_version or 0)
             self.__check_references(values)
             for name, value in values.items():
                 setattr(current, name, value)
             changes = diff(before, snapshot(current, names))
+            self.__bump(current, now)
             self.__audit([self.__entry("updated", current, changes)])
-            return self.__reload(pk)
+            return self.__reload(pk, current)
 
     def update_many(self, filters: Mapping[str, Any] | None, data: Mapping[str, Any]) -> int:
         """Apply `data` to every live row matching `filters`; return the number changed.
@@ -579,7 +581,9 @@ class BaseRepository(Generic[ModelT]):
             manager.filter(pk=pk).update(**self.__bookkeeping({"deleted_at": now}, now=now))
             changes = {"deleted_at": {"old": None, "new": now.isoformat()}}
             self.__audit([self.__entry("soft_deleted", current, changes)])
-            return self.__reload(pk, include_deleted=True)
+            current.deleted_at = now  # type: ignore[attr-defined]
+            self.__bump(current, now)
+            return self.__reload(pk, current, include_deleted=True)
 
     def restore(self, id: object) -> ModelT:
         """Make a soft-deleted row live again; return it (a live row is returned as is).
@@ -595,26 +599,27 @@ class BaseRepository(Generic[ModelT]):
             if current is None:
                 raise NotFoundError(self.model.__name__, id)
             if current.deleted_at is None:  # type: ignore[attr-defined]
-                return self.__reload(pk)
+                return self.__reload(pk, current)
             try:
-                manager.filter(pk=pk).update(**self.__bookkeeping({"deleted_at": None}))
-            except IntegrityError as exc:
-                if sqlstate_of(exc) != "23505":
-                    raise
-                clash = translate(exc, model=self.model)
-                fields = clash.fields if isinstance(clash, ConflictError) else ()
-                constraint = clash.constraint if isinstance(clash, ConflictError) else None
-                what = ", ".join(fields) or "unique values"
+                with translate_errors(self.model, using=self.using):
+                    now = timezone.now()
+                    manager.filter(pk=pk).update(
+                        **self.__bookkeeping({"deleted_at": None}, now=now)
+                    )
+            except ConflictError as clash:
+                what = ", ".join(clash.fields) or "unique values"
                 raise ConflictError(
                     f"cannot restore {self._spec.entity_type} {pk}: a live "
                     f"{self._spec.entity_type} now has the same {what}",
-                    fields=fields,
-                    constraint=constraint,
+                    fields=clash.fields,
+                    constraint=clash.constraint,
                     with_deleted_row=True,
-                ) from exc
+                ) from clash.__cause__
             changes = {"deleted_at": {"old": current.deleted_at.isoformat(), "new": None}}  # type: ignore[attr-defined]
             self.__audit([self.__entry("restored", current, changes)])
-            return self.__reload(pk)
+            current.deleted_at = None  # type: ignore[attr-defined]
+            self.__bump(current, now)
+            return self.__reload(pk, current)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -648,11 +653,14 @@ class BaseRepository(Generic[ModelT]):
             return cast(QuerySet[ModelT], manager.using(self.using))
         return cast(QuerySet[ModelT], self.model._default_manager.using(self.using))
 
-    def __reload(self, pk: Any, *, include_deleted: bool = False) -> ModelT:
+    def __reload(self, pk: Any, fallback: ModelT, *, include_deleted: bool = False) -> ModelT:
+        """Return the written row as get_queryset() loads it (preloads, database values).
+
+        A subclass's get_queryset() may hide the row (say, inactive products); the
+        in-memory `fallback` is returned then.
+        """
         row = _one(self.get_queryset(include_deleted=include_deleted).filter(pk=pk))
-        if row is None:
-            raise NotFoundError(self.model.__name__, pk)
-        return row
+        return fallback if row is None else row
 
     def __keys(self, order_by: object) -> tuple[SortKey, ...]:
         if order_by is None:
@@ -797,6 +805,13 @@ class BaseRepository(Generic[ModelT]):
         if self._spec.versioned:
             updates["version"] = F("version") + 1
         return updates
+
+    def __bump(self, instance: models.Model, now: Any) -> None:
+        """Mirror on `instance` what __bookkeeping() made the database do."""
+        if self._spec.has_updated_at:
+            instance.updated_at = now  # type: ignore[attr-defined]
+        if self._spec.versioned:
+            instance.version += 1  # type: ignore[attr-defined]
 
     def __snapshot(self, instance: models.Model) -> dict[str, Any]:
         return snapshot(instance, self._spec.audit_fields)

@@ -64,10 +64,6 @@ def sqlstate_of(exc: BaseException) -> str | None:
         state = getattr(item, "sqlstate", None)
         if isinstance(state, str) and state:
             return state
-        diag = getattr(item, "diag", None)
-        state = getattr(diag, "sqlstate", None)
-        if isinstance(state, str) and state:
-            return state
     return None
 
 
@@ -151,9 +147,7 @@ def _q_fields(condition: Any) -> list[str]:
 
 def _detail_fields(model: Any, detail: str | None) -> list[str]:
     """Return the fields named in a detail like 'Key (lower(email::text))=(a@b.c) ...'."""
-    if not detail:
-        return []
-    match = _KEY_DETAIL.search(detail)
+    match = _KEY_DETAIL.search(detail or "")
     if match is None:
         return []
     fields: list[str] = []
@@ -293,12 +287,7 @@ def discard_broken_connection(using: str = DEFAULT_DB_ALIAS) -> None:
     Inside an atomic block Django marks the block for rollback and drops the connection when
     the outermost block exits.
     """
-    connection = connections[using]
-    try:
-        connection.close()
-    except DATABASE_ERRORS:
-        # The socket is already dead; forget it so the next call reconnects.
-        connection.connection = None
+    connections[using].close()
 
 
 class translate_errors(ContextDecorator):  # lower case: used like a function

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django_filters import filters
 
-from domain.models import Category, Order, Product, SystemConfig, User
+from domain.models import AuditLog, Category, Order, Product, SystemConfig, User
 from repositories.base import BaseRepository
 from repositories.filters import NumberInFilter, StrictFilterSet, UUIDInFilter
 
@@ -72,3 +73,18 @@ class SampleUserRepository(BaseRepository[User]):
     sortable_fields = ("email", "created_at", "last_name")
     default_order = ("-created_at",)
     audit_exclude = ("last_login",)
+
+
+class SampleAuditLogRepository(BaseRepository[AuditLog]):
+    """A bigint-keyed model."""
+
+    model = AuditLog
+    sortable_fields = ("occurred_at",)
+    default_order = ("-occurred_at",)
+
+
+class SampleActiveProductRepository(SampleProductRepository):
+    """A repository whose get_queryset() hides inactive products."""
+
+    def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[Product]:
+        return super().get_queryset(include_deleted=include_deleted).filter(is_active=True)

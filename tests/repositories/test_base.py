@@ -21,6 +21,7 @@ from repositories.errors import (
     ValidationError,
 )
 from tests.factories import (
+    AuditLogFactory,
     CategoryFactory,
     OrderFactory,
     ProductFactory,
@@ -28,6 +29,8 @@ from tests.factories import (
     UserFactory,
 )
 from tests.repositories.sample_repositories import (
+    SampleActiveProductRepository,
+    SampleAuditLogRepository,
     SampleCategoryRepository,
     SampleConfigRepository,
     SampleOrderRepository,
@@ -289,10 +292,11 @@ def test_create_returns_row_with_key_category_and_audit_snapshot(django_assert_m
     assert "search_vector" not in entry.changes
 
 
-@pytest.mark.parametrize("as_", ["instance", "key", "attname", "text"])
+@pytest.mark.parametrize("as_", ["instance", "key", "attname", "text", "attname_instance"])
 def test_create_accepts_foreign_key_as_instance_or_key(as_):
     category = CategoryFactory.create()
     value = {
+        "attname_instance": {"category_id": category},
         "instance": {"category": category},
         "key": {"category": category.pk},
         "attname": {"category_id": category.pk},
@@ -300,6 +304,10 @@ def test_create_accepts_foreign_key_as_instance_or_key(as_):
     }[as_]
     product = SampleProductRepository().create(product_data(**value))
     assert product.category_id == category.pk
+
+
+def test_create_accepts_no_category():
+    assert SampleProductRepository().create(product_data(category=None)).category is None
 
 
 @pytest.mark.parametrize(
@@ -336,6 +344,7 @@ def test_create_rejects_non_string_field_names():
         ("name", ["a"]),
         ("category", "nope"),
         ("category", True),
+        ("category", b"\xff"),
         ("category", object()),
         ("category", UserFactory.build()),
     ],
@@ -844,3 +853,43 @@ def test_config_repository_update_with_json_value():
     assert entry.changes == {"value": {"old": {"a": 1}, "new": {"a": 2}}}
     assert SystemConfig.objects.get(pk=config.pk).version == 2
     assert Category.objects.count() == 0
+
+
+def test_update_rejects_value_its_field_cannot_parse():
+    order = OrderFactory.create()
+    with pytest.raises(ValidationError) as caught:
+        SampleOrderRepository().update(order.pk, {"placed_at": 12345})
+    assert list(caught.value.errors) == ["placed_at"]
+
+
+@pytest.mark.parametrize("key", [2**70, "abc", -1])
+def test_find_by_id_on_bigint_keys_returns_none_for_out_of_range_or_malformed(key):
+    AuditLogFactory.create()
+    assert SampleAuditLogRepository().find_by_id(key) is None
+
+
+def test_writes_return_the_row_even_when_get_queryset_hides_it():
+    repository = SampleActiveProductRepository()
+    created = repository.create(product_data(is_active=False))
+    assert created.pk and created.is_active is False
+    assert repository.find_by_id(created.pk) is None
+    updated = repository.update(created.pk, {"name": "Hidden"}, expected_version=1)
+    assert (updated.name, updated.version) == ("Hidden", 2)
+    deleted = repository.soft_delete(created.pk)
+    assert deleted.deleted_at is not None
+    assert deleted.version == 3
+    restored = repository.restore(created.pk)
+    assert restored.deleted_at is None
+    assert restored.version == 4
+    assert Product.all_objects.get(pk=created.pk).version == 4
+
+
+def test_package_exports_the_public_names_lazily():
+    import repositories
+    from repositories.pagination import Page
+
+    assert repositories.Page is Page
+    assert repositories.BaseRepository is BaseRepository
+    assert "StrictFilterSet" in dir(repositories)
+    with pytest.raises(AttributeError):
+        repositories.Nope  # noqa: B018

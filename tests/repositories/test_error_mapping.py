@@ -11,9 +11,9 @@ import pytest
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection
 from django.db import ProgrammingError as DjangoProgrammingError
 from django.db import transaction as django_transaction
-from django.db.models import ProtectedError
+from django.db.models import F, ProtectedError
 
-from domain.models import AuditLog, Category, Product, User
+from domain.models import AuditLog, Category, Product, User, UserSession
 from repositories.error_mapping import (
     discard_broken_connection,
     is_retryable,
@@ -32,7 +32,13 @@ from repositories.errors import (
     ValidationError,
 )
 from repositories.transactions import atomic
-from tests.factories import AuditLogFactory, CategoryFactory, ProductFactory, UserFactory
+from tests.factories import (
+    AuditLogFactory,
+    CategoryFactory,
+    ProductFactory,
+    UserFactory,
+    UserSessionFactory,
+)
 from tests.repositories.sample_repositories import SampleProductRepository
 
 
@@ -200,8 +206,10 @@ def test_real_unique_violation_from_detail_when_constraint_is_unknown():
     def clash() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("CREATE UNIQUE INDEX tmp_products_name_uniq ON products (name)")
-            cursor.execute("UPDATE products SET name = %s WHERE id = %s", [first.name, second.pk])
+            cursor.execute("CREATE UNIQUE INDEX tmp_products_name_uniq ON products (lower(name))")
+            cursor.execute(
+                "UPDATE products SET name = %s WHERE id = %s", [first.name.upper(), second.pk]
+            )
 
     error = raise_in_savepoint(clash, Product)
     assert isinstance(error, ConflictError)
@@ -372,3 +380,47 @@ def test_discard_broken_connection_forgets_a_dead_socket():
     connection.connection.close()  # the socket is gone under Django's feet
     discard_broken_connection()
     assert SampleProductRepository().count() == 0
+
+
+@pytest.mark.django_db
+def test_real_check_comparing_two_columns_names_both_fields():
+    session = UserSessionFactory.create()
+    error = raise_in_savepoint(
+        lambda: UserSession.objects.filter(pk=session.pk).update(expires_at=F("created_at"))
+    )
+    assert isinstance(error, ValidationError)
+    assert set(error.errors) == {"expires_at", "created_at"}
+
+
+@pytest.mark.django_db
+def test_real_error_on_a_table_without_model_names_the_column():
+    def insert_null() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE scratch (label text NOT NULL)")
+            cursor.execute("INSERT INTO scratch VALUES (NULL)")
+
+    error = raise_in_savepoint(insert_null)
+    assert isinstance(error, ValidationError)
+    assert error.errors == {"label": ["This field cannot be null."]}
+
+
+def test_check_message_prefers_a_custom_violation_message():
+    from django.db import models as dj_models
+
+    from repositories.error_mapping import _check_message
+
+    class Meta:
+        constraints = [
+            dj_models.CheckConstraint(
+                condition=dj_models.Q(price__gte=0),
+                name="price_ok",
+                violation_error_message="Price cannot be negative.",
+            )
+        ]
+
+    class FakeModel:
+        _meta = Meta
+
+    assert _check_message(FakeModel, "price_ok", None) == "Price cannot be negative."
+    assert _check_message(None, None, "boom") == "boom"
+    assert _check_message(None, "rule", None) == "breaks the rule rule"

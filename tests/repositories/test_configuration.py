@@ -14,6 +14,7 @@ from django.db import connection, transaction
 
 from domain.models import AuditLog, SystemConfig
 from repositories.audit import audit_context
+from repositories.base import BaseRepository
 from repositories.configuration import SystemConfigRepository
 from repositories.errors import (
     ConflictError,
@@ -472,3 +473,12 @@ def test_concurrent_creates_of_a_missing_key_both_succeed_in_turn():
     assert (stored.value, stored.version) == ("second", 2)
     actions = list(AuditLog.objects.order_by("id").values_list("action", flat=True))
     assert actions == ["created", "updated"]
+
+
+def test_database_check_backs_up_the_key_format_as_a_validation_error():
+    # Bypass the repository's own key check: the CHECK constraint still refuses.
+    with pytest.raises(ValidationError) as info:
+        BaseRepository.create(SystemConfigRepository(), {"key": "bad key", "value": 1})
+    assert info.value.__cause__ is not None
+    assert "system_config_key_format" in str(info.value) or "key" in info.value.errors
+    assert not SystemConfig.objects.exists()

@@ -495,3 +495,12 @@ def test_soft_delete_raises_not_found_when_already_deleted():
 def test_create_with_password_none_sets_an_unusable_one():
     user = UserRepository().create({"email": "none@example.com", "password": None})
     assert not User.objects.get(pk=user.pk).has_usable_password()
+
+
+def test_update_raises_conflict_when_the_new_email_belongs_to_a_live_user():
+    UserFactory.create(email="first@example.com")
+    second = UserFactory.create(email="second@example.com")
+    with pytest.raises(ConflictError) as info:
+        UserRepository().update(second.pk, {"email": "FIRST@example.com"})
+    assert "email" in info.value.fields
+    assert User.objects.get(pk=second.pk).email == "second@example.com"

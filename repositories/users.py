@@ -133,8 +133,15 @@ class UserRepository(BaseRepository[User]):
         return super().update_many(filters, self._prepare(data, user=None))
 
     def verify_email(self, id: object) -> User:
-        """Mark the user's email verified (idempotent) and return the user."""
-        return self.update(id, {"email_verified": True})
+        """Mark the user's email verified and return the user.
+
+        Idempotent: an already verified user is returned as is, with no write and no
+        audit row. Raises NotFoundError for an unknown, malformed or deleted user.
+        """
+        user = self.get_by_id(id)
+        if user.email_verified:
+            return user
+        return self.update(user.pk, {"email_verified": True})
 
     def set_password(self, id: object, raw: str) -> User:
         """Validate and hash `raw` as the user's password, revoking all their sessions.

@@ -341,9 +341,10 @@ def test_verify_email_marks_verified_and_audits_the_change():
     assert row.changes["email_verified"] == {"old": False, "new": True}
 
 
-def test_verify_email_is_idempotent():
+def test_verify_email_is_idempotent_without_writing_again():
     user = UserFactory.create(email_verified=True)
     assert UserRepository().verify_email(str(user.pk)).email_verified is True
+    assert not AuditLog.objects.filter(entity_id=str(user.pk)).exists()
 
 
 @pytest.mark.parametrize("user_id", [uuid.uuid4(), "not-a-uuid", 12, None])

@@ -31,6 +31,8 @@ from repositories.transactions import atomic
 TOKEN_BYTES = 32
 #: `validate` writes `last_seen_at` at most this often per session.
 TOUCH_INTERVAL = timedelta(minutes=1)
+#: Longer User-Agent headers are cut to this many characters (they are client-controlled).
+USER_AGENT_MAX_LENGTH = 1024
 # Longer inputs cannot be tokens we issued: rejected before hashing.
 _MAX_TOKEN_LENGTH = 256
 _MAX_REASON_LENGTH = UserSession._meta.get_field("revoked_reason").max_length or 200
@@ -139,15 +141,16 @@ class SessionRepository(BaseRepository[UserSession]):
         """Open a session for a live, active user; return it and its token.
 
         The token (256 bits from `secrets`) is returned once and never stored: keep it.
-        `ttl` defaults to settings.REPOSITORIES["SESSION_TTL_SECONDS"].
+        `ttl` (at least a second) defaults to settings.REPOSITORIES["SESSION_TTL_SECONDS"];
+        `user_agent` is kept to its first USER_AGENT_MAX_LENGTH characters.
         Raises NotFoundError for an unknown, malformed or deleted user, ValidationError
         for an inactive user or bad arguments. Queries: the user, then the insert and its
         audit row in one transaction.
         """
         lifetime = _ttl(ttl)
         address = _ip(ip_address)
-        if not isinstance(user_agent, str):
-            raise ValidationError({"user_agent": ["Enter a string."]})
+        if not isinstance(user_agent, str) or "\x00" in user_agent:
+            raise ValidationError({"user_agent": ["Enter a string without NUL characters."]})
         key = parse_uuid(user_id)
         if key is None:
             raise NotFoundError("User", user_id)
@@ -163,7 +166,7 @@ class SessionRepository(BaseRepository[UserSession]):
             user=user,
             token_hash=hash_token(token),
             ip_address=address,
-            user_agent=user_agent,
+            user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
             created_at=now,
             updated_at=now,
             expires_at=now + lifetime,
@@ -358,8 +361,8 @@ def _ip(address: object) -> str | None:
 
 
 def _reason(reason: object) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValidationError({"reason": ["Enter a non-empty string."]})
+    if not isinstance(reason, str) or not reason.strip() or "\x00" in reason:
+        raise ValidationError({"reason": ["Enter a non-empty string without NUL characters."]})
     if len(reason) > _MAX_REASON_LENGTH:
         raise ValidationError(
             {"reason": [f"Ensure this value has at most {_MAX_REASON_LENGTH} characters."]}

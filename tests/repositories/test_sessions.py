@@ -97,6 +97,19 @@ def test_create_session_raises_validation_error_when_ip_is_invalid(address):
     assert "ip_address" in info.value.errors
 
 
+def test_create_session_keeps_the_start_of_a_huge_user_agent():
+    user = UserFactory.create()
+    session, _ = SessionRepository().create_session(user.pk, user_agent="A" * 5000)
+    assert session.user_agent == "A" * 1024
+
+
+def test_create_session_raises_validation_error_when_user_agent_has_nul():
+    user = UserFactory.create()
+    with pytest.raises(ValidationError) as info:
+        SessionRepository().create_session(user.pk, user_agent="bad\x00agent")
+    assert "user_agent" in info.value.errors
+
+
 def test_create_session_accepts_ipv6_and_no_address():
     user = UserFactory.create()
     v6, _ = SessionRepository().create_session(user.pk, ip_address="2001:db8::1")
@@ -266,7 +279,7 @@ def test_revoke_raises_not_found_when_session_is_unknown_or_malformed(session_id
         SessionRepository().revoke(session_id, reason="logout")
 
 
-@pytest.mark.parametrize("reason", ["", "   ", None, 3, "x" * 201])
+@pytest.mark.parametrize("reason", ["", "   ", None, 3, "x" * 201, "a\x00b"])
 def test_revoke_raises_validation_error_when_reason_is_invalid(reason):
     session = UserSessionFactory.create()
     with pytest.raises(ValidationError) as info:

@@ -30,6 +30,15 @@ def test_query_label_strips_comment_terminators_and_unsafe_characters():
         assert label == "EvilDROPTABLEusers--"
     with query_label("*/") as label:
         assert label == "unlabelled"
+    with query_label("Repo.%s{x}\n" + "a" * 200) as label:
+        assert label == "Repo.sx" + "a" * 113  # no placeholder, no newline, capped at 120
+
+
+@pytest.mark.django_db
+def test_label_with_placeholder_characters_does_not_break_parameter_binding():
+    SystemConfigFactory.create(key="pct")
+    with query_label("Repo.%s%(x)s"):
+        assert SystemConfig.objects.filter(key="pct").exists()
 
 
 def test_query_label_resets_after_an_exception():

@@ -108,6 +108,7 @@ class _ModelSpec:
     filterset: type[StrictFilterSet]
     audit_fields: tuple[str, ...]
     entity_type: str
+    generated: tuple[str, ...]
 
 
 class BaseRepository(Generic[ModelT]):
@@ -201,6 +202,7 @@ class BaseRepository(Generic[ModelT]):
                 if f.name not in cls.audit_exclude and f.attname not in cls.audit_exclude
             ),
             entity_type=entity_type_of(model),
+            generated=tuple(f.attname for f in meta.concrete_fields if f.generated),
         )
         keys = cls._parse_order(spec, cls.default_order, source="default_order")
         spec = _ModelSpec(**{**spec.__dict__, "default_keys": keys})
@@ -647,11 +649,12 @@ class BaseRepository(Generic[ModelT]):
         return field is not None and field.is_relation
 
     def __manager(self, *, include_deleted: bool) -> QuerySet[ModelT]:
-        """Rows without preloads (safe for FOR UPDATE and bulk statements)."""
+        """Rows by key without preloads or generated columns (safe for FOR UPDATE)."""
+        manager: Any = self.model._default_manager
         if include_deleted and self._spec.soft_deletable:
             manager = getattr(self.model, "all_objects", None) or self.model._base_manager
-            return cast(QuerySet[ModelT], manager.using(self.using))
-        return cast(QuerySet[ModelT], self.model._default_manager.using(self.using))
+        queryset = cast(QuerySet[ModelT], manager.using(self.using))
+        return queryset.defer(*self._spec.generated) if self._spec.generated else queryset
 
     def __reload(self, pk: Any, fallback: ModelT, *, include_deleted: bool = False) -> ModelT:
         """Return the written row as get_queryset() loads it (preloads, database values).
@@ -676,11 +679,12 @@ class BaseRepository(Generic[ModelT]):
     ) -> tuple[QuerySet[ModelT], dict[str, Any]]:
         if not isinstance(include_deleted, bool):
             raise InvalidQueryError({"include_deleted": ["Enter true or false."]})
-        queryset = (
-            self.__manager(include_deleted=include_deleted)
-            if bare
-            else self.get_queryset(include_deleted=include_deleted)
-        )
+        queryset = self.get_queryset(include_deleted=include_deleted)
+        if bare:
+            # Counting, locking and bulk statements need the rows, not their relations.
+            queryset = queryset.select_related(None).prefetch_related(None)
+            if self._spec.generated:
+                queryset = queryset.defer(*self._spec.generated)
         if filters is None:
             return queryset, {}
         filterset = self._spec.filterset

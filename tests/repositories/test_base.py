@@ -893,3 +893,31 @@ def test_package_exports_the_public_names_lazily():
     assert "StrictFilterSet" in dir(repositories)
     with pytest.raises(AttributeError):
         repositories.Nope  # noqa: B018
+
+
+def test_counts_and_bulk_writes_see_the_rows_get_queryset_shows():
+    ProductFactory.create(name="on", is_active=True)
+    hidden = ProductFactory.create(name="off", is_active=False)
+    repository = SampleActiveProductRepository()
+    assert repository.count() == len(repository.find_many()) == 1
+    assert repository.exists({"name": "off"}) is False
+    assert repository.update_many({}, {"description": "x"}) == 1
+    assert repository.delete_many({}) == 1
+    assert Product.objects.get().pk == hidden.pk
+
+
+def test_bulk_statements_skip_the_generated_search_vector():
+    ProductFactory.create(name="lamp")
+    with CaptureQueriesContext(connection) as captured:
+        SampleProductRepository().update_many({"name": "lamp"}, {"name": "lamp 2"})
+        SampleProductRepository().delete_many({"name": "lamp"})
+    assert not any("search_vector" in q["sql"] for q in captured)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_outside_any_transaction_reports_dangling_key_at_its_own_commit():
+    with pytest.raises(ValidationError) as caught:
+        SampleProductRepository().create(product_data(category_id=uuid.uuid4()))
+    assert "category" in caught.value.errors
+    assert not Product.objects.exists()
+    assert not AuditLog.objects.exists()

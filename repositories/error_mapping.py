@@ -295,8 +295,10 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
 
     Use as ``with translate_errors(model=Product):`` or ``@translate_errors()``. The original
     error is chained as ``__cause__``. Serialization failures and deadlocks (40001, 40P01)
-    pass through untouched so an outer ``transactional`` can retry them. After a lost
-    connection, the broken connection is closed so the next call works.
+    pass through untouched while a transaction encloses the block, so an outer
+    ``transactional`` can retry them; with no enclosing transaction they become
+    TransactionConflictError(1). After a lost connection, the broken connection is closed
+    so the next call works.
     """
 
     def __init__(
@@ -315,8 +317,13 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc is None or not isinstance(exc, DATABASE_ERRORS) or is_retryable(exc):
+        if exc is None or not isinstance(exc, DATABASE_ERRORS):
             return
+        if is_retryable(exc):
+            if connections[self.using].in_atomic_block:
+                return  # the enclosing transaction (say, `transactional`) retries or fails
+            # Nothing encloses this call, so nothing could retry it: report it typed.
+            raise TransactionConflictError(1) from exc
         error = translate(exc, model=self.model, reading=self.reading)
         if isinstance(error, DatabaseUnavailableError):
             discard_broken_connection(self.using)

@@ -144,11 +144,20 @@ def test_translate_errors_chains_the_original_error():
     assert caught.value.__cause__ is original
 
 
-def test_translate_errors_lets_retryable_errors_through_untouched():
+@pytest.mark.django_db
+def test_translate_errors_lets_retryable_errors_through_inside_a_transaction():
     original = wrapped(OperationalError, pg.SerializationFailure("retry"))
     with pytest.raises(OperationalError) as caught, translate_errors():
         raise original
     assert caught.value is original
+
+
+def test_translate_errors_types_retryable_errors_when_no_transaction_encloses_it():
+    original = wrapped(OperationalError, pg.DeadlockDetected("deadlock"))
+    with pytest.raises(TransactionConflictError) as caught, translate_errors():
+        raise original
+    assert caught.value.__cause__ is original
+    assert caught.value.attempts == 1
 
 
 def test_translate_errors_ignores_other_exceptions():
@@ -424,3 +433,19 @@ def test_check_message_prefers_a_custom_violation_message():
     assert _check_message(FakeModel, "price_ok", None) == "Price cannot be negative."
     assert _check_message(None, None, "boom") == "boom"
     assert _check_message(None, "rule", None) == "breaks the rule rule"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_backend_inside_a_caller_transaction_recovers_after_the_block():
+    product = ProductFactory.create()
+    repository = SampleProductRepository()
+    with pytest.raises(DatabaseUnavailableError), django_transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        killer = _blocker()
+        killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+        killer.commit()
+        killer.close()
+        repository.find_by_id(product.pk)
+    assert repository.find_by_id(product.pk) == product

@@ -13,7 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.models import Product
-from repositories.errors import ConflictError, InvalidQueryError, ValidationError
+from repositories.errors import (
+    ConflictError,
+    InvalidQueryError,
+    NotFoundError,
+    ValidationError,
+)
 from tests.factories import CategoryFactory, ProductFactory
 from tests.repositories.sample_repositories import (
     SampleProductFilterSet,
@@ -115,10 +120,10 @@ def catalog() -> Iterator[dict[str, Any]]:
         )
         for i in range(14)
     ]
-    ProductFactory.create(deleted=True)
+    deleted = ProductFactory.create(deleted=True)
     repository = SampleProductRepository()
     cursor = repository.paginate_cursor(limit=3).next_cursor
-    yield {"products": products, "cursor": cursor, "repository": repository}
+    yield {"products": products, "cursor": cursor, "repository": repository, "deleted": deleted}
 
 
 def isolated(call):
@@ -255,3 +260,44 @@ def test_writes_raise_only_typed_errors(catalog, data, as_update):
         assert exc.errors
     except ConflictError as exc:
         assert exc.fields
+
+
+@PROPERTY_SETTINGS
+@given(
+    filters=filter_maps,
+    data=st.dictionaries(writable_names, values, max_size=3),
+    delete=st.booleans(),
+)
+def test_bulk_writes_raise_only_typed_errors(catalog, filters, data, delete):
+    repository = catalog["repository"]
+
+    def call() -> int:
+        if delete:
+            return repository.delete_many(filters)
+        return repository.update_many(filters, data)
+
+    try:
+        assert isinstance(isolated(call), int)
+    except (InvalidQueryError, ValidationError) as exc:
+        assert exc.errors
+    except ConflictError as exc:
+        assert exc.fields
+
+
+@PROPERTY_SETTINGS
+@given(
+    key=st.one_of(scalars, st.sampled_from(["first", "deleted"])),
+    action=st.sampled_from(["soft_delete", "restore", "delete", "get_by_id"]),
+)
+def test_single_row_actions_raise_only_not_found_for_bad_keys(catalog, key, action):
+    repository = catalog["repository"]
+    if key == "first":
+        key = catalog["products"][0].pk
+    elif key == "deleted":
+        key = catalog["deleted"].pk
+    try:
+        isolated(lambda: getattr(repository, action)(key))
+    except NotFoundError as exc:
+        assert exc.entity == "Product"
+    except ValidationError as exc:  # a hard delete of a protected row
+        assert action == "delete" and exc.errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import psycopg
@@ -449,3 +450,45 @@ def test_killed_backend_inside_a_caller_transaction_recovers_after_the_block():
         killer.close()
         repository.find_by_id(product.pk)
     assert repository.find_by_id(product.pk) == product
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exhausted_pool_raises_unavailable_then_next_call_works():
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        pytest.fail("the test settings enable the psycopg pool (DB_POOL=1 by default)")
+    product = ProductFactory.create()
+    held: list[psycopg.Connection] = []
+    outcome: list[object] = []
+    saved_timeout = pool.timeout
+
+    def other_request() -> None:
+        try:
+            try:
+                SampleProductRepository().get_by_id(product.pk)
+            except DatabaseUnavailableError as exc:
+                outcome.append(exc)
+            for conn in held:
+                pool.putconn(conn)
+            held.clear()
+            outcome.append(SampleProductRepository().get_by_id(product.pk))
+        finally:
+            connection.close()
+
+    try:
+        pool.timeout = 0.2
+        while True:
+            try:
+                held.append(pool.getconn(timeout=0.05))
+            except psycopg_pool.PoolTimeout:
+                break
+        worker = threading.Thread(target=other_request)
+        worker.start()
+        worker.join()
+    finally:
+        pool.timeout = saved_timeout
+        for conn in held:
+            pool.putconn(conn)
+    assert isinstance(outcome[0], DatabaseUnavailableError)
+    assert isinstance(outcome[0].__cause__, OperationalError)
+    assert outcome[1] == product

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import functools
 import inspect
@@ -205,7 +206,7 @@ class BaseRepository(Generic[ModelT]):
             generated=tuple(f.attname for f in meta.concrete_fields if f.generated),
         )
         keys = cls._parse_order(spec, cls.default_order, source="default_order")
-        spec = _ModelSpec(**{**spec.__dict__, "default_keys": keys})
+        spec = dataclasses.replace(spec, default_keys=keys)
         cls._spec_cache = spec
         return spec
 

@@ -921,3 +921,12 @@ def test_create_outside_any_transaction_reports_dangling_key_at_its_own_commit()
     assert "category" in caught.value.errors
     assert not Product.objects.exists()
     assert not AuditLog.objects.exists()
+
+
+def test_update_many_can_move_rows_to_another_category():
+    old, new = CategoryFactory.create_batch(2)
+    ProductFactory.create_batch(3, category=old, name="mv")
+    assert SampleProductRepository().update_many({"name": "mv"}, {"category": new}) == 3
+    assert set(Product.objects.values_list("category_id", flat=True)) == {new.pk}
+    changes = AuditLog.objects.filter(action="updated").values_list("changes", flat=True)
+    assert {c["category_id"]["new"] for c in changes} == {str(new.pk)}

@@ -785,7 +785,11 @@ class BaseRepository(Generic[ModelT]):
             if isinstance(raw, bool) and not isinstance(field, models.BooleanField):
                 raise DjangoValidationError("Enter a value of the field's type, not a boolean.")
         try:
-            return key, field.clean(raw, None)
+            value = field.clean(raw, None)
+            if isinstance(field, models.DecimalField) and isinstance(value, decimal.Decimal):
+                # Store-exact: 5 becomes 5.00, as the column will hold it.
+                value = value.quantize(decimal.Decimal(1).scaleb(-(field.decimal_places or 0)))
+            return key, value
         except (TypeError, ValueError, AttributeError, OverflowError, decimal.InvalidOperation):
             raise DjangoValidationError("Enter a valid value.") from None
 

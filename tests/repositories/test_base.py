@@ -930,3 +930,14 @@ def test_update_many_can_move_rows_to_another_category():
     assert set(Product.objects.values_list("category_id", flat=True)) == {new.pk}
     changes = AuditLog.objects.filter(action="updated").values_list("changes", flat=True)
     assert {c["category_id"]["new"] for c in changes} == {str(new.pk)}
+
+
+def test_decimal_values_are_kept_at_the_column_scale():
+    created = SampleProductRepository().create_many([product_data(price=5)])
+    assert str(created[0].price) == "5.00"
+    [entry] = audit_rows(created[0].pk, "created")
+    assert entry.changes["price"] == "5.00"
+    product = ProductFactory.create(price=Decimal("5.00"))
+    SampleProductRepository().update(product.pk, {"price": 5, "name": "same price"})
+    [update] = audit_rows(product.pk, "updated")
+    assert "price" not in update.changes

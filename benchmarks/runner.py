@@ -229,3 +229,55 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}x"
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """Render the report as Markdown tables (for docs/performance.md)."""
+    machine, server = report["machine"], report["server"]
+    out = [
+        f"Scale `{report['scale']}`, finished {report['finished_at']}, {report['seconds']} s.",
+        "",
+        f"- Machine: {machine['cpu_count']} vCPU ({machine['cpu_model']}), "
+        f"{machine['memory_gb']} GiB RAM, {machine['platform']}",
+        f"- Python {machine['python']}, Django {machine['django']}, psycopg {machine['psycopg']} "
+        f"({machine['psycopg_impl']}, libpq {machine['libpq']}), psycopg_pool "
+        f"{machine['psycopg_pool']}; Django pool options {machine['db_pool_options']}",
+        f"- Server: {server['version'].split(' on ')[0]}; "
+        + ", ".join(f"{k}={server[k]}" for k in SERVER_REPORTED),
+        "",
+        "| scenario | variant | median | p95 | queries/op | items/s | x naive | x raw |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, scenario in report["scenarios"].items():
+        for vname, v in scenario["variants"].items():
+            if v["samples"] == 0:
+                outcome = {
+                    k: v[k] for k in ("attempts", "succeeded", "stock_left", "errors") if k in v
+                }
+                out.append(f"| {name} | {vname} | {outcome} | | | | | |")
+                continue
+            out.append(
+                f"| {name} | {vname} | {_ms(v['median_ms'])} | {_ms(v['p95_ms'])} | "
+                f"{_num(v['queries_per_op'])} | {_num(v['items_per_s'], 0)} | "
+                f"{_ratio(v['ratio_to_naive'] if vname != NAIVE else None)} | "
+                f"{_ratio(v['ratio_to_raw'] if vname != RAW else None)} |"
+            )
+    out += ["", "| scenario | target | measured | result |", "|---|---|---:|---|"]
+    for name, scenario in report["scenarios"].items():
+        for t in scenario["targets"]:
+            mark = {True: "met", False: "**missed**", None: "n/a"}[t["met"]]
+            value = "-" if t["value"] is None else f"{t['value']:.3g}"
+            out.append(f"| {name} | {t['description']} | {value} | {mark} |")
+    return "\n".join(out) + "\n"
+
+
+SERVER_REPORTED = (
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "synchronous_commit",
+    "fsync",
+    "jit",
+)

@@ -72,7 +72,7 @@ def seed_catalog(conn: psycopg.Connection, *, products: int) -> None:
                               created_at, updated_at, deleted_at)
         SELECT 'P' || lpad(g::text, 9, '0'), 'Product ' || g, 'Catalog item number ' || g,
                cats.ids[1 + g %% cardinality(cats.ids)],
-               round((1 + (g * 7919 %% 100000) / 100.0)::numeric, 2),
+               round((1 + (g::bigint * 7919 %% 100000) / 100.0)::numeric, 2),
                g %% 50 <> 0,
                t.ts, t.ts, CASE WHEN g %% 100 = 0 THEN t.ts END
         FROM generate_series(1, %(n)s) g
@@ -112,7 +112,7 @@ def seed_search(conn: psycopg.Connection, *, products: int) -> None:
                   FROM generate_series(1, 10 + g %% 3) i)
                  || CASE WHEN random() < 0.05 THEN ' {COMMON_TERM} design' ELSE '' END,
                cats.ids[1 + g %% cardinality(cats.ids)],
-               round((1 + (g * 7919 %% 100000) / 100.0)::numeric, 2),
+               round((1 + (g::bigint * 7919 %% 100000) / 100.0)::numeric, 2),
                g %% 50 <> 3,
                %(epoch)s::timestamptz + g * interval '1 second',
                %(epoch)s::timestamptz + g * interval '1 second',
@@ -139,7 +139,7 @@ def seed_orders(
                               created_at, updated_at)
         SELECT 'O' || lpad(g::text, 6, '0'), 'Orderable ' || g, 'Sold in the order benchmarks',
                cats.ids[1 + g %% cardinality(cats.ids)],
-               round((1 + (g * 7919 %% 20000) / 100.0)::numeric, 2), %(stock)s,
+               round((1 + (g::bigint * 7919 %% 20000) / 100.0)::numeric, 2), %(stock)s,
                %(epoch)s::timestamptz, %(epoch)s::timestamptz
         FROM generate_series(1, %(n)s) g CROSS JOIN cats
         """,

@@ -1,10 +1,15 @@
-"""A page at depth: paginate_cursor vs OFFSET vs a hand-written row-comparison keyset."""
+"""A page at depth: paginate_cursor vs Django's Paginator (OFFSET) vs a row-comparison keyset.
+
+Every variant returns the page's products with their category names: the repository
+preloads categories, the naive page loads each one lazily, the raw query joins them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
@@ -20,7 +25,7 @@ from benchmarks.harness import (
     check_agreement,
     measure_interleaved,
 )
-from benchmarks.scenarios.pk_lookup import SELECT_SQL
+from benchmarks.scenarios.pk_lookup import CATEGORY_COLUMNS, PRODUCT_COLUMNS, SELECT_SQL
 from domain.models import Product
 
 PAGE = 20
@@ -50,16 +55,20 @@ def run(ctx: BenchContext) -> ScenarioResult:
         " ORDER BY p.created_at, p.id LIMIT %s"
     )
 
+    paginator = Paginator(manager.order_by("created_at", "id"), PAGE)
+
     def naive(_: Any) -> list[Any]:
-        return list(manager.order_by("created_at", "id")[depth : depth + PAGE])
+        # Django's Paginator: COUNT(*), then OFFSET; the template shows each category.
+        page = paginator.get_page(depth // PAGE + 1)
+        return [(p.id, p.category.name) for p in page]
 
     def raw_page(_: Any) -> list[Any]:
         return raw.execute(raw_sql, (anchor[0], anchor[1], PAGE + 1)).fetchall()[:PAGE]
 
-    ids = lambda items: [p.id for p in items]  # noqa: E731
+    category_name = len(PRODUCT_COLUMNS) + CATEGORY_COLUMNS.index("name")
     variants = [
-        Variant(NAIVE, naive, ids, repeat=2),
-        Variant(RAW, raw_page, lambda rows: [r[0] for r in rows], raw=raw),
+        Variant(NAIVE, naive, lambda pairs: pairs, repeat=2),
+        Variant(RAW, raw_page, lambda rows: [(r[0], r[category_name]) for r in rows], raw=raw),
     ]
     repo_cls = repository("catalog", "ProductRepository")
     if repo_cls is None:
@@ -69,12 +78,14 @@ def run(ctx: BenchContext) -> ScenarioResult:
         cursor = _cursor_at_depth(ctx, repo, depth)
 
         def deep(_: Any) -> list[Any]:
-            return repo.paginate_cursor(order_by=ORDER, after=cursor, limit=PAGE).items
+            page = repo.paginate_cursor(order_by=ORDER, after=cursor, limit=PAGE)
+            return [(p.id, p.category.name) for p in page.items]
 
         def first(_: Any) -> list[Any]:
-            return repo.paginate_cursor(order_by=ORDER, limit=PAGE).items
+            page = repo.paginate_cursor(order_by=ORDER, limit=PAGE)
+            return [(p.id, p.category.name) for p in page.items]
 
-        variants.insert(1, Variant(REPOSITORY, deep, ids))
+        variants.insert(1, Variant(REPOSITORY, deep, lambda pairs: pairs))
         variants.insert(2, Variant("repository first page", first))
         with CaptureQueriesContext(connections[ctx.alias]) as captured:
             deep(None)

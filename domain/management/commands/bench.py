@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from benchmarks.config import SCALES
 from benchmarks.harness import VariantMismatchError
-from benchmarks.runner import RESULTS_PATH, SCENARIOS, format_report, run_benchmarks
+from benchmarks.runner import (
+    RESULTS_PATH,
+    SCENARIOS,
+    format_markdown,
+    format_report,
+    run_benchmarks,
+)
 
 
 class Command(BaseCommand):
@@ -24,8 +31,17 @@ class Command(BaseCommand):
         parser.add_argument("--keep-db", action="store_true", help="keep the bench database")
         parser.add_argument("--output", default=str(RESULTS_PATH))
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--markdown",
+            default=None,
+            help="render an existing JSON report (the --output path) as Markdown and exit",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["markdown"]:
+            report = json.loads(Path(options["markdown"]).read_text(encoding="utf-8"))
+            self.stdout.write(format_markdown(report))
+            return
         only = [s.strip() for s in options["only"].split(",") if s.strip()]
         try:
             report = run_benchmarks(

@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                 ('changes', models.JSONField(blank=True, db_default={}, default=dict)),
                 ('request_id', models.CharField(blank=True, db_default='', default='', max_length=64)),
                 ('ip_address', models.GenericIPAddressField(blank=True, null=True)),
-                ('actor', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('actor', models.ForeignKey(db_index=False, blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'db_table': 'audit_logs',
@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
                 ('deleted_at', models.DateTimeField(blank=True, null=True)),
                 ('name', models.CharField(max_length=200)),
                 ('slug', models.SlugField(max_length=200)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='domain.category')),
+                ('parent', models.ForeignKey(db_index=False, blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='domain.category')),
             ],
             options={
                 'verbose_name_plural': 'categories',
@@ -96,7 +96,7 @@ class Migration(migrations.Migration):
                 ('total', models.DecimalField(decimal_places=2, max_digits=14)),
                 ('placed_at', models.DateTimeField()),
                 ('idempotency_key', models.CharField(blank=True, max_length=128, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to=settings.AUTH_USER_MODEL)),
+                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='orders', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'db_table': 'orders',
@@ -110,8 +110,8 @@ class Migration(migrations.Migration):
                 ('from_status', models.CharField(blank=True, choices=[('pending', 'Pending'), ('paid', 'Paid'), ('shipped', 'Shipped'), ('delivered', 'Delivered'), ('cancelled', 'Cancelled'), ('refunded', 'Refunded')], max_length=16, null=True)),
                 ('to_status', models.CharField(choices=[('pending', 'Pending'), ('paid', 'Paid'), ('shipped', 'Shipped'), ('delivered', 'Delivered'), ('cancelled', 'Cancelled'), ('refunded', 'Refunded')], max_length=16)),
                 ('note', models.TextField(blank=True, db_default='', default='')),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='status_history', to='domain.order')),
+                ('actor', models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('order', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='status_history', to='domain.order')),
             ],
             options={
                 'verbose_name_plural': 'order status history',
@@ -134,7 +134,7 @@ class Migration(migrations.Migration):
                 ('stock_quantity', models.IntegerField(db_default=0, default=0, validators=[django.core.validators.MinValueValidator(0)])),
                 ('is_active', models.BooleanField(db_default=True, default=True)),
                 ('search_vector', models.GeneratedField(db_persist=True, expression=django.contrib.postgres.search.CombinedSearchVector(django.contrib.postgres.search.CombinedSearchVector(django.contrib.postgres.search.SearchVector('name', config='english', weight='A'), '||', django.contrib.postgres.search.SearchVector('sku', config='simple', weight='A'), django.contrib.postgres.search.SearchConfig('english')), '||', django.contrib.postgres.search.SearchVector('description', config='english', weight='B'), django.contrib.postgres.search.SearchConfig('english')), output_field=django.contrib.postgres.search.SearchVectorField())),
-                ('category', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='products', to='domain.category')),
+                ('category', models.ForeignKey(db_index=False, blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='products', to='domain.category')),
             ],
             options={
                 'db_table': 'products',
@@ -150,8 +150,8 @@ class Migration(migrations.Migration):
                 ('unit_price', models.DecimalField(decimal_places=2, max_digits=12)),
                 ('quantity', models.IntegerField()),
                 ('line_total', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('order', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='domain.order')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='order_items', to='domain.product')),
+                ('order', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='items', to='domain.order')),
+                ('product', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='order_items', to='domain.product')),
             ],
             options={
                 'db_table': 'order_items',
@@ -164,8 +164,8 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), default=django.utils.timezone.now, editable=False)),
                 ('delta', models.IntegerField()),
                 ('reason', models.CharField(choices=[('initial', 'Initial'), ('restock', 'Restock'), ('sale', 'Sale'), ('cancellation', 'Cancellation'), ('adjustment', 'Adjustment')], max_length=20)),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='movements', to='domain.order')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='movements', to='domain.product')),
+                ('order', models.ForeignKey(db_index=False, blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='movements', to='domain.order')),
+                ('product', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='movements', to='domain.product')),
             ],
             options={
                 'db_table': 'inventory_movements',

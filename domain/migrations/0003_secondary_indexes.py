@@ -107,6 +107,10 @@ class Migration(migrations.Migration):
             index=models.Index(fields=['order'], name='inventory_order_idx'),
         ),
         AddIndexConcurrently(
+            model_name='inventorymovement',
+            index=models.Index(fields=['created_at', 'id'], name='inventory_created_idx'),
+        ),
+        AddIndexConcurrently(
             model_name='usersession',
             index=models.Index(condition=models.Q(('revoked_at__isnull', True)), fields=['user', 'expires_at'], name='user_sessions_active_idx'),
         ),

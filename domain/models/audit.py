@@ -23,6 +23,7 @@ class AuditLog(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # covered by a composite index in Meta.indexes
         related_name="+",
     )
     actor_repr = models.CharField(max_length=254, blank=True, default="", db_default="")

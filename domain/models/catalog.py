@@ -23,7 +23,7 @@ class Category(SoftDeleteModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
     )
 
     objects = LiveManager.from_queryset(CategoryQuerySet)()
@@ -59,7 +59,7 @@ class Product(SoftDeleteModel, VersionedModel):
     name = models.CharField(max_length=255)
     description = models.TextField(blank=True, default="", db_default="")
     category = models.ForeignKey(
-        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="products"
+        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="products", db_index=False
     )
     price = models.DecimalField(
         max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
@@ -120,11 +120,11 @@ class InventoryMovement(TimestampedModel):
         CANCELLATION = "cancellation"
         ADJUSTMENT = "adjustment"
 
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements", db_index=False)
     delta = models.IntegerField()
     reason = models.CharField(max_length=20, choices=Reason.choices)
     order = models.ForeignKey(
-        "domain.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="movements"
+        "domain.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="movements", db_index=False
     )
 
     objects: ClassVar[models.Manager[InventoryMovement]] = models.Manager()
@@ -143,6 +143,7 @@ class InventoryMovement(TimestampedModel):
         indexes = [
             models.Index(fields=["product", "created_at", "id"], name="inventory_product_idx"),
             models.Index(fields=["order"], name="inventory_order_idx"),
+            models.Index(fields=["created_at", "id"], name="inventory_created_idx"),
         ]
 
     def __str__(self) -> str:

@@ -23,7 +23,6 @@ Design rules followed by every ModelAdmin here:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, cast
@@ -55,6 +54,7 @@ from domain.models import (
 )
 from domain.querysets import UserQuerySet
 from repositories.errors import RepositoryError
+from repositories.keys import parse_uuid
 
 #: Actions the repositories write to the audit log (fixed list: no SELECT DISTINCT).
 AUDIT_ACTIONS = (
@@ -70,14 +70,6 @@ AUDIT_ACTIONS = (
 
 #: Entity types the repositories audit (`_meta.model_name` of each aggregate).
 AUDITED_ENTITY_TYPES = ("category", "order", "product", "systemconfig", "user", "usersession")
-
-
-def _as_uuid(term: str) -> uuid.UUID | None:
-    """Return `term` as a UUID when it is one (so a pasted key finds its row by index)."""
-    try:
-        return uuid.UUID(term.strip())
-    except ValueError:
-        return None
 
 
 # --- soft delete ---------------------------------------------------------------------------
@@ -363,7 +355,7 @@ class UserAdmin(SoftDeleteAdmin, DjangoUserAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if key := _as_uuid(term):
+        if key := parse_uuid(term):
             return queryset.filter(pk=key), False
         if "@" in term:
             return cast(UserQuerySet, queryset).with_email(term), False
@@ -438,7 +430,7 @@ class ProductAdmin(SoftDeleteAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if key := _as_uuid(term):
+        if key := parse_uuid(term):
             return queryset.filter(pk=key), False
         query = SearchQuery(term, config="english", search_type="websearch") | SearchQuery(
             term, config="simple", search_type="websearch"
@@ -462,7 +454,7 @@ class InventoryMovementAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
         # Both keys have an index (inventory_product_idx, inventory_order_idx).
-        key = _as_uuid(search_term)
+        key = parse_uuid(search_term)
         if key is None:
             return (queryset.none() if search_term.strip() else queryset), False
         return queryset.filter(Q(product_id=key) | Q(order_id=key)), False
@@ -532,7 +524,7 @@ class OrderAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if key := _as_uuid(term):
+        if key := parse_uuid(term):
             return queryset.filter(pk=key), False
         if "@" in term:
             return queryset.filter(user__in=User.objects.with_email(term).values("pk")), False
@@ -638,7 +630,7 @@ class UserSessionAdmin(AuditedAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if key := _as_uuid(term):
+        if key := parse_uuid(term):
             return queryset.filter(user_id=key), False
         return queryset.filter(user__in=User.objects.with_email(term).values("pk")), False
 

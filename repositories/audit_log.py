@@ -12,7 +12,7 @@ from repositories.base import BaseRepository
 from repositories.error_mapping import translate_errors
 from repositories.errors import InvalidQueryError, RepositoryError
 from repositories.filters import StrictFilterSet
-from repositories.sessions import parse_uuid
+from repositories.keys import parse_uuid
 
 
 class ReadOnlyRepositoryError(RepositoryError):

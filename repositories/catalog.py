@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import django_filters as filters
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections
 from django.db.models import BooleanField, FloatField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -18,7 +18,7 @@ from django.utils import timezone
 from domain.models import Category, InventoryMovement, Product
 from repositories.audit import AuditEntry, diff, record
 from repositories.base import BaseRepository
-from repositories.error_mapping import translate_errors
+from repositories.error_mapping import constraint_name_of, translate_errors
 from repositories.errors import (
     InsufficientStockError,
     InvalidQueryError,
@@ -26,6 +26,7 @@ from repositories.errors import (
     ValidationError,
 )
 from repositories.filters import StrictFilterSet
+from repositories.keys import parse_uuid
 from repositories.transactions import atomic
 
 __all__ = [
@@ -54,31 +55,6 @@ _TOKEN = re.compile(r'"[^"]*"?|\S+')
 
 def _max_page_size() -> int:
     return int(cast(int, settings.REPOSITORIES.get("MAX_PAGE_SIZE", 100)))
-
-
-def parse_uuid(value: object) -> uuid.UUID | None:
-    """Return `value` (a UUID, its text, or a model instance) as a UUID, else None."""
-    if isinstance(value, models.Model):
-        value = value.pk
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return None
-    return None
-
-
-def constraint_name_of(exc: BaseException) -> str | None:
-    """Return the constraint a database error names (psycopg diag), walking the cause chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        diag = getattr(seen, "diag", None)
-        if diag is not None and getattr(diag, "constraint_name", None):
-            return str(diag.constraint_name)
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _require_uuid(entity: str, value: object) -> uuid.UUID:

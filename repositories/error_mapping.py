@@ -80,6 +80,11 @@ def _diag(exc: BaseException, attribute: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def constraint_name_of(exc: BaseException) -> str | None:
+    """Return the constraint a database error names (psycopg diag), walking the cause chain."""
+    return _diag(exc, "constraint_name")
+
+
 def _model_for_table(table: str | None, fallback: type[models.Model] | None) -> Any:
     if table:
         for candidate in apps.get_models():

@@ -27,8 +27,7 @@ from domain.models import (
 )
 from repositories.audit import AuditEntry, current_audit_state, record
 from repositories.base import BaseRepository
-from repositories.catalog import constraint_name_of, parse_uuid
-from repositories.error_mapping import translate_errors
+from repositories.error_mapping import constraint_name_of, translate_errors
 from repositories.errors import (
     InsufficientStockError,
     InvalidQueryError,
@@ -38,6 +37,7 @@ from repositories.errors import (
     ValidationError,
 )
 from repositories.filters import StrictFilterSet
+from repositories.keys import parse_uuid
 from repositories.pagination import CursorPage
 from repositories.transactions import atomic, transactional
 

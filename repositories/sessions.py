@@ -25,6 +25,7 @@ from repositories.base import BaseRepository
 from repositories.error_mapping import translate_errors
 from repositories.errors import NotFoundError, ValidationError
 from repositories.filters import StrictFilterSet
+from repositories.keys import parse_uuid
 from repositories.transactions import atomic
 
 #: Bytes of randomness in a token: 256 bits, URL-safe base64 (43 characters).
@@ -76,18 +77,6 @@ class SuspiciousUser:
 def hash_token(token: str) -> str:
     """Return the SHA-256 hex digest stored for `token`."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_uuid(value: object) -> uuid.UUID | None:
-    """Return `value` as a UUID, or None when it cannot be one (wrong type or malformed)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return None
-    return None
 
 
 class UserSessionFilterSet(StrictFilterSet):

@@ -23,7 +23,12 @@ class Category(SoftDeleteModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", db_index=False
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        db_index=False,
     )
 
     objects = LiveManager.from_queryset(CategoryQuerySet)()
@@ -59,7 +64,12 @@ class Product(SoftDeleteModel, VersionedModel):
     name = models.CharField(max_length=255)
     description = models.TextField(blank=True, default="", db_default="")
     category = models.ForeignKey(
-        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="products", db_index=False
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="products",
+        db_index=False,
     )
     price = models.DecimalField(
         max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
@@ -120,11 +130,21 @@ class InventoryMovement(TimestampedModel):
         CANCELLATION = "cancellation"
         ADJUSTMENT = "adjustment"
 
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements", db_index=False)
+    product = models.ForeignKey(
+        Product,
+        on_delete=models.PROTECT,
+        related_name="movements",
+        db_index=False,
+    )
     delta = models.IntegerField()
     reason = models.CharField(max_length=20, choices=Reason.choices)
     order = models.ForeignKey(
-        "domain.Order", null=True, blank=True, on_delete=models.PROTECT, related_name="movements", db_index=False
+        "domain.Order",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="movements",
+        db_index=False,
     )
 
     objects: ClassVar[models.Manager[InventoryMovement]] = models.Manager()

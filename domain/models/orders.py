@@ -40,7 +40,10 @@ class Order(MutableModel, VersionedModel):
 
     number = models.CharField(max_length=32, unique=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        db_index=False,
     )
     status = models.CharField(
         max_length=16,
@@ -89,9 +92,17 @@ class Order(MutableModel, VersionedModel):
 class OrderItem(TimestampedModel):
     """One product line of an order, with the product's sku, name and price at purchase."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items", db_index=False)
+    order = models.ForeignKey(
+        Order,
+        on_delete=models.CASCADE,
+        related_name="items",
+        db_index=False,
+    )
     product = models.ForeignKey(
-        "domain.Product", on_delete=models.PROTECT, related_name="order_items", db_index=False
+        "domain.Product",
+        on_delete=models.PROTECT,
+        related_name="order_items",
+        db_index=False,
     )
     sku = models.CharField(max_length=64)
     product_name = models.CharField(max_length=255)
@@ -127,7 +138,12 @@ class OrderItem(TimestampedModel):
 class OrderStatusHistory(TimestampedModel):
     """One status transition of an order."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="status_history", db_index=False)
+    order = models.ForeignKey(
+        Order,
+        on_delete=models.CASCADE,
+        related_name="status_history",
+        db_index=False,
+    )
     from_status = models.CharField(
         max_length=16, choices=OrderStatus.choices, null=True, blank=True
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +24,8 @@ class BenchContext:
     scale: Scale
     progress: tqdm
     dataset: str = ""
+    #: Seconds spent in each set-up phase (database creation, seeding), for the report.
+    phases: dict[str, float] = field(default_factory=dict)
     _raw: RawCounter | None = field(default=None, repr=False)
 
     @property
@@ -37,6 +43,16 @@ class BenchContext:
         """A fresh autocommit connection for seeding and checks (not timed)."""
         return self.db.raw_connect(prepared=False)
 
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a set-up phase and show it on the progress bar."""
+        self.status(name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(time.perf_counter() - started, 1)
+
     def status(self, text: str) -> None:
         self.progress.set_postfix_str(text, refresh=True)
 
@@ -47,8 +63,10 @@ class BenchContext:
 
 
 def repository(module: str, name: str) -> Any | None:
-    """Return repository class `name` from `repositories.<module>`, or None if not built yet."""
-    try:
-        return getattr(importlib.import_module(f"repositories.{module}"), name)
-    except (ImportError, AttributeError):
+    """Return class `name` from `repositories.<module>`, or None while it is not written yet.
+
+    A module that exists but fails to import is an error, not a reason to skip silently.
+    """
+    if importlib.util.find_spec(f"repositories.{module}") is None:
         return None
+    return getattr(importlib.import_module(f"repositories.{module}"), name, None)

@@ -70,21 +70,21 @@ def run_benchmarks(
     results: list[ScenarioResult] = []
     report: dict[str, Any] = {}
     try:
-        ctx.status("creating database")
-        db.recreate()
-        db.migrate()
-        db.migrate("domain", "0002")  # secondary indexes come with the migration scenario
-        with ctx.admin() as conn:
+        with ctx.phase("create database, migrate to domain 0002"):
+            db.recreate()
+            db.migrate()
+            db.migrate("domain", "0002")  # secondary indexes come with the migration scenario
+        with ctx.admin() as conn, ctx.phase(f"seed users and {scale.products:,} products"):
             seed.seed_people(conn, users=scale.users)
-            ctx.status(f"seeding {scale.products:,} products")
             seed.seed_catalog(conn, products=scale.products)
         ctx.dataset = "catalog"
         if "migration" in selected:
             ctx.status("migration")
             results.extend(_run_scenario("migration", ctx))
             selected.remove("migration")
-        db.migrate()
-        db.analyze()
+        with ctx.phase("migrate to latest, VACUUM ANALYZE"):
+            db.migrate()
+            db.analyze()
         server = db.server_settings()
         bar.update(1)
         for name in selected:
@@ -109,6 +109,7 @@ def run_benchmarks(
         "database": db.name,
         "machine": machine_info(),
         "server": server,
+        "setup_seconds": ctx.phases,
         "scenarios": {r.name: r.as_dict() for r in results},
     }
     if output is not None:
@@ -128,6 +129,10 @@ def _run_scenario(name: str, ctx: BenchContext) -> list[ScenarioResult]:
         failed = ScenarioResult(name, name)
         failed.error = f"variants disagree: {exc}"
         outcome = failed
+    except ImportError as exc:  # a repository module that does not import
+        failed = ScenarioResult(name, name)
+        failed.error = f"cannot import the repository: {exc!r}"
+        outcome = failed
     results = outcome if isinstance(outcome, list) else [outcome]
     for result in results:
         result.seconds = (time.perf_counter() - start) / len(results)
@@ -140,16 +145,13 @@ def _load_dataset(ctx: BenchContext, dataset: str) -> None:
             ctx.dataset = "empty"
         return
     scale = ctx.scale
-    with ctx.admin() as conn:
+    with ctx.admin() as conn, ctx.phase(f"seed {dataset}"):
         if dataset == "catalog":
-            ctx.status(f"seeding {scale.products:,} products")
             seed.clear_commerce(conn)
             seed.seed_catalog(conn, products=scale.products)
         elif dataset == "search":
-            ctx.status(f"seeding {scale.search_products:,} searchable products")
             seed.seed_search(conn, products=scale.search_products)
         elif dataset == "orders":
-            ctx.status(f"seeding {scale.orders:,} orders")
             seed.seed_orders(
                 conn,
                 products=scale.order_products,
@@ -244,6 +246,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"{machine['psycopg_pool']}; Django pool options {machine['db_pool_options']}",
         f"- Server: {server['version'].split(' on ')[0]}; "
         + ", ".join(f"{k}={server[k]}" for k in SERVER_REPORTED),
+        "- Set-up (seconds): "
+        + ", ".join(f"{k} {v}" for k, v in report.get("setup_seconds", {}).items()),
         "",
         "| scenario | variant | median | p95 | queries/op | items/s | x naive | x raw |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

@@ -58,4 +58,4 @@ class Command(BaseCommand):
         self.stdout.write(f"\nJSON: {options['output']}")
         failed = [name for name, s in report["scenarios"].items() if s.get("error")]
         if failed:
-            raise CommandError(f"variants disagree in: {', '.join(failed)}")
+            raise CommandError(f"scenarios failed: {', '.join(failed)}")

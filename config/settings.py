@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django_filters",
     "domain",
     "repositories",
+    "benchmarks",  # `manage.py bench`; part of this development project, not of the package
 ]
 
 MIDDLEWARE = [

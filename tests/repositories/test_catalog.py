@@ -435,6 +435,59 @@ def test_search_ignores_stop_words_like_websearch(products, shop):
     assert [p.pk for p in products.search("the wool")] == [shop["socks"].pk]
 
 
+@pytest.mark.parametrize("text", ["runn sho", "running", "running -shirt", "socks or shirt"])
+def test_search_without_filters_matches_the_filtered_query(products, shop, text):
+    # Without filters search() sends hand-written SQL and builds rows itself; with a
+    # filter that every product passes it goes through the ORM: same rows, ranks, order.
+    fast = products.search(text)
+    orm = products.search(text, filters={"currency": "EUR"})
+    assert fast
+    assert [(p.pk, p.rank) for p in fast] == [(p.pk, p.rank) for p in orm]
+    for mine, theirs in zip(fast, orm, strict=True):
+        assert mine.get_deferred_fields() == theirs.get_deferred_fields() == {"search_vector"}
+        assert not mine._state.adding
+        assert mine._state.db == theirs._state.db
+        assert Product.category.is_cached(mine)
+        assert mine.category == theirs.category
+        assert (mine.name, mine.price, mine.created_at) == (
+            theirs.name,
+            theirs.price,
+            theirs.created_at,
+        )
+
+
+def test_search_without_filters_keeps_products_without_category(
+    products, django_assert_num_queries
+):
+    orphan = ProductFactory.create(name="Orphan lamp", category=None)
+    with django_assert_num_queries(1):
+        found = products.search("lamp")
+        assert [p.pk for p in found] == [orphan.pk]
+        assert found[0].category is None
+
+
+def test_product_find_by_id_reads_the_product_alone(products, django_assert_num_queries):
+    product = ProductFactory.create()
+    with CaptureQueriesContext(connection) as captured:
+        found = products.find_by_id(product.pk)
+    assert found == product
+    assert len(captured.captured_queries) == 1
+    assert "JOIN" not in captured.captured_queries[0]["sql"]
+    assert found.get_deferred_fields() == {"search_vector"}
+    with django_assert_num_queries(1):
+        assert found.category == product.category
+    with django_assert_num_queries(0):
+        assert products.find_by_id("not-a-key") is None
+        assert products.find_by_id(None) is None
+
+
+def test_product_find_by_id_hides_deleted_products(products):
+    deleted = ProductFactory.create(deleted=True)
+    assert products.find_by_id(deleted.pk) is None
+    with pytest.raises(NotFoundError):
+        products.get_by_id(str(deleted.pk))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_crossing_moves_cannot_build_a_cycle():
     import threading

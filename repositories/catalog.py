@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from repositories.errors import (
 )
 from repositories.filters import StrictFilterSet
 from repositories.keys import parse_uuid
+from repositories.pagination import CursorPage, decode_cursor, encode_cursor, query_fingerprint
 from repositories.transactions import atomic
 
 __all__ = [
@@ -359,26 +360,59 @@ def build_search_query(text: str) -> _SearchQuery | None:
     return _SearchQuery(sql=" || ".join(parts), params=tuple(params))
 
 
-def _unfiltered_search_sql(tsquery: _SearchQuery) -> tuple[list[str], list[str], str]:
-    """Return (product attnames, category attnames, SQL) of `search()` without filters.
+#: Product columns the fast paths read (the generated search vector is never loaded).
+_PRODUCT_FIELDS = tuple(f for f in Product._meta.concrete_fields if not f.generated)
+_CATEGORY_FIELDS = tuple(Category._meta.concrete_fields)
+_PRODUCT_NAMES = [f.attname for f in _PRODUCT_FIELDS]
+_CATEGORY_NAMES = [f.attname for f in _CATEGORY_FIELDS]
+#: `SELECT <these> FROM products p LEFT OUTER JOIN categories c ...`: what
+#: select_related("category") with the search vector deferred reads, in model order.
+_PRODUCT_COLUMNS = ", ".join(
+    [f'p."{f.column}"' for f in _PRODUCT_FIELDS] + [f'c."{f.column}"' for f in _CATEGORY_FIELDS]
+)
+_PRODUCT_FROM = (
+    f'FROM "{Product._meta.db_table}" p'
+    f' LEFT OUTER JOIN "{Category._meta.db_table}" c ON p.category_id = c.id'
+)
+
+
+def _unfiltered_search_sql(tsquery: _SearchQuery) -> str:
+    """Return the SQL of `search()` without filters (the ORM path's statement, by hand).
 
     Parameters, in order: the tsquery's, the raw text, the tsquery's again, the limit.
     Only constants and the tsquery's placeholders go into the SQL.
     """
-    products = [f for f in Product._meta.concrete_fields if not f.generated]
-    categories = list(Category._meta.concrete_fields)
-    columns = [f'p."{f.column}"' for f in products] + [f'c."{f.column}"' for f in categories]
-    # Constants only (column and table names from the models, the tsquery's placeholders).
-    sql = (
-        f"SELECT {', '.join(columns)},"  # noqa: S608
+    return (
+        f"SELECT {_PRODUCT_COLUMNS},"
         f" ts_rank_cd(p.search_vector, ({tsquery.sql}))"
         " + ts_rank_cd(p.search_vector, websearch_to_tsquery('english', %s)) AS rank"
-        f' FROM "{Product._meta.db_table}" p'
-        f' LEFT OUTER JOIN "{Category._meta.db_table}" c ON p.category_id = c.id'
+        f" {_PRODUCT_FROM}"
         f" WHERE p.deleted_at IS NULL AND p.search_vector @@ ({tsquery.sql}) AND p.is_active"
         " ORDER BY rank DESC, p.id ASC LIMIT %s"
     )
-    return [f.attname for f in products], [f.attname for f in categories], sql
+
+
+def _build_products(using: str, rows: Sequence[Sequence[Any]]) -> list[Product]:
+    """Build products, their category cached, from rows of `_PRODUCT_COLUMNS` (+ rank).
+
+    `Model.from_db` gives ordinary instances, as a queryset with
+    select_related("category").defer("search_vector") would: not `adding`, bound to
+    `using`, search vector deferred. A trailing extra column becomes `rank`.
+    """
+    split = len(_PRODUCT_NAMES)
+    end = split + len(_CATEGORY_NAMES)
+    category_field = Product._meta.get_field("category")
+    products: list[Product] = []
+    for row in rows:
+        product = Product.from_db(using, _PRODUCT_NAMES, row[:split])
+        category = None
+        if row[split] is not None:
+            category = Category.from_db(using, _CATEGORY_NAMES, row[split:end])
+        category_field.set_cached_value(product, category)
+        if len(row) > end:
+            product.rank = row[end]  # type: ignore[attr-defined]
+        products.append(product)
+    return products
 
 
 class ProductRepository(BaseRepository[Product]):
@@ -420,6 +454,87 @@ class ProductRepository(BaseRepository[Product]):
             # A LIMIT 1 fetch rather than .get(): same plan, no exception on a miss.
             rows = list(queryset[:1])
         return rows[0] if rows else None
+
+    def paginate_cursor(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 20,
+        include_deleted: bool = False,
+    ) -> CursorPage[Product]:
+        """Return the keyset page after `after`, exactly as BaseRepository.paginate_cursor.
+
+        Without filters (the plain listing) the statement is written here from the
+        validated sort keys: live products with their category,
+        `ROW(key, id) > ROW(%s, %s)` (the index range start), `ORDER BY key, id`,
+        limit + 1 rows; the rows are built with `Model.from_db`. Rows, order, instances
+        and cursors are those of the ORM path, which filtered pages, mixed sort
+        directions, include_deleted=True and invalid arguments still take (so errors
+        are the base class's). Compiling the query and the queryset machinery were
+        about two thirds of a 1.7 ms page at depth 500k of 1M products.
+        """
+        limit_ok = type(limit) is int and 1 <= limit <= _max_page_size()
+        if not (self._direct_reads(filters) and include_deleted is False and limit_ok):
+            return super().paginate_cursor(
+                filters,
+                order_by=order_by,
+                after=after,
+                limit=limit,
+                include_deleted=include_deleted,
+            )
+        spec = self._spec
+        keys = spec.default_keys
+        if order_by is not None:
+            keys = self._parse_order(spec, order_by, source="order_by")
+        descending = keys[0].descending
+        if any(key.nullable or key.descending != descending for key in keys):
+            return super().paginate_cursor(filters, order_by=order_by, after=after, limit=limit)
+        # The fingerprint BaseRepository.paginate_cursor computes for these arguments.
+        fingerprint = query_fingerprint(
+            Product._meta.label,
+            type(self).__qualname__,
+            False,
+            [],
+            [(key.name, key.descending) for key in keys],
+        )
+        columns = [f'p."{key.field.column}"' for key in keys]
+        where = "p.deleted_at IS NULL"
+        params: list[Any] = []
+        if after is not None and after != "":
+            params.extend(decode_cursor(after, fingerprint, keys))
+            operator = "<" if descending else ">"
+            placeholders = ", ".join(["%s"] * len(keys))
+            where += f" AND ROW({', '.join(columns)}) {operator} ROW({placeholders})"
+        direction = " DESC" if descending else " ASC"
+        order = ", ".join(column + direction for column in columns)
+        sql = f"SELECT {_PRODUCT_COLUMNS} {_PRODUCT_FROM} WHERE {where} ORDER BY {order} LIMIT %s"
+        params.append(limit + 1)
+        with (
+            translate_errors(Product, using=self.using, reading=True),
+            connections[self.using].cursor() as cursor,
+        ):
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        has_next = len(rows) > limit
+        items = _build_products(self.using, rows[:limit])
+        next_cursor = None
+        if has_next:
+            last = items[-1]
+            next_cursor = encode_cursor([getattr(last, key.name) for key in keys], fingerprint)
+        return CursorPage(items=items, next_cursor=next_cursor, has_next=has_next)
+
+    def _direct_reads(self, filters: object) -> bool:
+        """Whether a read may skip the ORM: no filters, and rows as get_queryset() gives
+        them (a subclass changing get_queryset or the preloads takes the ORM path)."""
+        cls = type(self)
+        return (
+            (filters is None or (isinstance(filters, Mapping) and not filters))
+            and cls.get_queryset is ProductRepository.get_queryset
+            and cls.select_related == ("category",)
+            and not cls.prefetch_related
+        )
 
     def find_by_sku(self, sku: str) -> Product | None:
         """Return the live product with this SKU (exact), or None (1 query)."""
@@ -474,7 +589,7 @@ class ProductRepository(BaseRepository[Product]):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidQueryError({"limit": ["Limit must be a positive integer."]})
         limit = min(limit, _max_page_size())
-        if filters is None or (isinstance(filters, Mapping) and not filters):
+        if self._direct_reads(filters):
             unfiltered = build_search_query(query)
             return [] if unfiltered is None else self._search_unfiltered(query, unfiltered, limit)
         queryset = self._filtered(filters)
@@ -505,7 +620,7 @@ class ProductRepository(BaseRepository[Product]):
         category with `Model.from_db`, so they are ordinary instances: search_vector
         deferred, `category` cached, `rank` set.
         """
-        product_names, category_names, sql = _unfiltered_search_sql(tsquery)
+        sql = _unfiltered_search_sql(tsquery)
         params = (*tsquery.params, query, *tsquery.params, limit)
         with (
             translate_errors(Product, using=self.using),
@@ -513,19 +628,7 @@ class ProductRepository(BaseRepository[Product]):
         ):
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        split = len(product_names)
-        end = split + len(category_names)
-        category_field = Product._meta.get_field("category")
-        products: list[Product] = []
-        for row in rows:
-            product = Product.from_db(self.using, product_names, row[:split])
-            category = None
-            if row[split] is not None:
-                category = Category.from_db(self.using, category_names, row[split:end])
-            category_field.set_cached_value(product, category)
-            product.rank = row[end]  # type: ignore[attr-defined]
-            products.append(product)
-        return products
+        return _build_products(self.using, rows)
 
     def _filtered(self, filters: Mapping[str, Any] | None) -> QuerySet[Product]:
         """Return live products narrowed by validated filters (no query yet)."""

@@ -488,6 +488,91 @@ def test_product_find_by_id_hides_deleted_products(products):
         products.get_by_id(str(deleted.pk))
 
 
+@pytest.fixture
+def listing() -> list[Product]:
+    shared = CategoryFactory.create()
+    rows = [
+        ProductFactory.create(
+            name=f"Item {n % 3}",  # repeated names: the key breaks ties
+            price=Decimal(n % 4),
+            category=None if n == 2 else shared,
+            is_active=n != 5,  # inactive products are listed; only deleted ones hide
+        )
+        for n in range(9)
+    ]
+    ProductFactory.create(name="Item 0", deleted=True)
+    return rows
+
+
+def _walk(pager, limit: int = 2) -> list[Product]:
+    seen: list[Product] = []
+    after = None
+    while True:
+        page = pager(after, limit)
+        seen.extend(page.items)
+        if not page.has_next:
+            return seen
+        after = page.next_cursor
+
+
+@pytest.mark.parametrize("order_by", [None, ["name"], ["-price"], ["created_at"], ["-sku"]])
+def test_product_paginate_cursor_without_filters_matches_the_orm_path(products, listing, order_by):
+    # No filters: hand-written SQL and from_db. A filter every product passes: the ORM.
+    direct = _walk(
+        lambda after, n: products.paginate_cursor(order_by=order_by, after=after, limit=n)
+    )
+    orm = _walk(
+        lambda after, n: products.paginate_cursor(
+            {"currency": "EUR"}, order_by=order_by, after=after, limit=n
+        )
+    )
+    assert [p.pk for p in direct] == [p.pk for p in orm]
+    assert len(direct) == len(listing)
+    for mine, theirs in zip(direct, orm, strict=True):
+        assert mine.get_deferred_fields() == theirs.get_deferred_fields() == {"search_vector"}
+        assert Product.category.is_cached(mine)
+        assert mine.category == theirs.category
+        assert (mine.price, mine.created_at, mine.version) == (
+            theirs.price,
+            theirs.created_at,
+            theirs.version,
+        )
+
+
+def test_product_paginate_cursor_pages_in_one_query_with_categories(
+    products, listing, django_assert_num_queries
+):
+    with django_assert_num_queries(1):
+        page = products.paginate_cursor(order_by=["name"], limit=4)
+        names = [p.category.name if p.category else None for p in page.items]
+    assert len(names) == 4
+    assert page.has_next
+
+
+def test_product_paginate_cursor_cursors_work_across_both_paths(products, listing):
+    # An empty filter value is no constraint: same query, same fingerprint, ORM path.
+    first = products.paginate_cursor(order_by=["-price"], limit=3)
+    via_orm = products.paginate_cursor(
+        {"name": ""}, order_by=["-price"], after=first.next_cursor, limit=3
+    )
+    direct = products.paginate_cursor(order_by=["-price"], after=first.next_cursor, limit=3)
+    assert [p.pk for p in via_orm.items] == [p.pk for p in direct.items]
+    assert via_orm.next_cursor == direct.next_cursor
+
+
+def test_product_paginate_cursor_refuses_foreign_or_tampered_cursors(products, listing):
+    page = products.paginate_cursor(order_by=["name"], limit=2)
+    with pytest.raises(InvalidQueryError):
+        products.paginate_cursor(order_by=["price"], after=page.next_cursor, limit=2)
+    tampered = page.next_cursor[:-2] + ("AA" if page.next_cursor[-2:] != "AA" else "BB")
+    with pytest.raises(InvalidQueryError):
+        products.paginate_cursor(order_by=["name"], after=tampered, limit=2)
+    with pytest.raises(InvalidQueryError):
+        products.paginate_cursor(order_by=["description"], limit=2)
+    with pytest.raises(InvalidQueryError):
+        products.paginate_cursor(limit=0)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_crossing_moves_cannot_build_a_cycle():
     import threading

@@ -18,6 +18,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from repositories.audit import AuditEntry, diff, entity_type_of, record, snapshot
+from repositories.bulk import copy_rows
 from repositories.error_mapping import translate_errors
 from repositories.errors import (
     ConflictError,
@@ -110,6 +111,10 @@ class _ModelSpec:
     audit_fields: tuple[str, ...]
     entity_type: str
     generated: tuple[str, ...]
+    #: Names and attnames accepted by create/create_many but refused by updates.
+    create_only: frozenset[str] = frozenset()
+    #: The columns an INSERT writes (every concrete field except generated ones).
+    insert_fields: tuple[models.Field[Any, Any], ...] = ()
 
 
 class BaseRepository(Generic[ModelT]):
@@ -117,7 +122,8 @@ class BaseRepository(Generic[ModelT]):
 
     Subclasses set `model`, `filterset_class` (a StrictFilterSet), `sortable_fields`,
     `default_order`, and optionally `select_related`, `prefetch_related`,
-    `audit_exclude` and `readonly_fields`. Every public method runs inside
+    `audit_exclude`, `readonly_fields` (never written) and `create_only_fields` (set
+    when a row is created, refused by updates). Every public method runs inside
     `query_label("<Class>.<method>")`. Database errors surface as RepositoryError
     subclasses (see repositories.error_mapping). Soft-deleted rows are invisible unless
     `include_deleted=True` is passed where offered.
@@ -131,6 +137,7 @@ class BaseRepository(Generic[ModelT]):
     prefetch_related: tuple[Any, ...] = ()
     audit_exclude: tuple[str, ...] = ()
     readonly_fields: tuple[str, ...] = ()
+    create_only_fields: tuple[str, ...] = ()
 
     _spec_cache: ClassVar[_ModelSpec | None] = None
 
@@ -204,6 +211,10 @@ class BaseRepository(Generic[ModelT]):
             ),
             entity_type=entity_type_of(model),
             generated=tuple(f.attname for f in meta.concrete_fields if f.generated),
+            create_only=frozenset(
+                key for key, f in writable.items() if f.name in cls.create_only_fields
+            ),
+            insert_fields=tuple(f for f in meta.concrete_fields if not f.generated),
         )
         keys = cls._parse_order(spec, cls.default_order, source="default_order")
         spec = dataclasses.replace(spec, default_keys=keys)
@@ -408,6 +419,7 @@ class BaseRepository(Generic[ModelT]):
         instance = self.model(**values)
         with translate_errors(self.model, using=self.using), self.__atomic():
             instance.save(force_insert=True, using=self.using)
+            self._after_create([instance])
             self.__check_references(values)
             self.__audit([self.__entry("created", instance, self.__snapshot(instance))])
             return self.__reload(instance.pk, instance)
@@ -417,9 +429,14 @@ class BaseRepository(Generic[ModelT]):
     ) -> list[ModelT]:
         """Insert many rows set-based; return them with their database-generated keys.
 
-        Per batch: one query for the keys, one INSERT and one audit INSERT, all in one
-        transaction. Every row is validated before anything is sent; errors are keyed
-        "<row index>.<field>". Relations are not loaded on the returned objects.
+        Per batch, all in one transaction: one query for the keys (when the database
+        generates them), one COPY of the rows, the statements of `_after_create` and one
+        audit statement (see audit.record). A batch whose values are not all known
+        before sending (an auto-increment key, a column default the model leaves to the
+        database) is inserted by bulk_create instead of COPY, which reads them back.
+        Every row is validated before anything is sent; errors are keyed
+        "<row index>.<field>". Constraint violations map as for `create`. Relations are
+        not loaded on the returned objects.
         """
         batch_size = _check_int("batch_size", batch_size, minimum=1, maximum=100_000)
         if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
@@ -449,10 +466,42 @@ class BaseRepository(Generic[ModelT]):
                         cursor.execute(_UUID_BATCH_SQL, [len(batch)])
                         for instance, (key,) in zip(batch, cursor.fetchall(), strict=True):
                             setattr(instance, spec.pk.attname, key)
-                manager.bulk_create(batch)
+                if not self.__copy(batch):
+                    manager.bulk_create(batch)
+                self._after_create(batch)
                 self.__audit([self.__entry("created", obj, self.__snapshot(obj)) for obj in batch])
             self.__check_references(referenced)
         return instances
+
+    def _after_create(self, instances: Sequence[ModelT]) -> None:
+        """Hook: write what belongs with newly inserted rows, in their transaction.
+
+        Called by `create` (one row) and by `create_many` (once per batch) after the
+        rows are inserted, with their keys set, and before their audit rows. Must send
+        a number of statements that does not depend on the number of rows. Does nothing
+        here.
+        """
+
+    def __copy(self, batch: Sequence[ModelT]) -> bool:
+        """COPY `batch` into the table; False (nothing sent) when a value is unknown yet.
+
+        Values are adapted as an INSERT adapts them (pre_save, get_db_prep_save). A key
+        the database assigns on insert or a value left to the database (a column
+        default, an expression) cannot travel by COPY, which returns nothing.
+        """
+        connection = connections[self.using]
+        fields = self._spec.insert_fields
+        rows: list[list[Any]] = []
+        for instance in batch:
+            row = []
+            for field in fields:
+                value = field.pre_save(instance, True)
+                if hasattr(value, "resolve_expression") or (value is None and field.primary_key):
+                    return False
+                row.append(field.get_db_prep_save(value, connection))
+            rows.append(row)
+        copy_rows(self.using, self.model._meta.db_table, [str(f.column) for f in fields], rows)
+        return True
 
     def update(
         self, id: object, data: Mapping[str, Any], *, expected_version: int | None = None
@@ -737,6 +786,9 @@ class BaseRepository(Generic[ModelT]):
             field = spec.writable.get(key) if isinstance(key, str) else None
             if field is None:
                 errors[str(key)] = ["Unknown field."]
+                continue
+            if not creating and key in spec.create_only:
+                errors[field.name] = ["Can only be set when the row is created."]
                 continue
             if field.name in given:
                 errors[field.name] = [f"Given twice (as {field.name} and {field.attname})."]

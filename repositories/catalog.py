@@ -18,6 +18,7 @@ from django.utils import timezone
 from domain.models import Category, InventoryMovement, Product
 from repositories.audit import AuditEntry, diff, record
 from repositories.base import BaseRepository
+from repositories.bulk import copy_rows
 from repositories.error_mapping import constraint_name_of, translate_errors
 from repositories.errors import (
     InsufficientStockError,
@@ -419,6 +420,8 @@ class ProductRepository(BaseRepository[Product]):
     """Read and write products, search them, and move their stock through the ledger.
 
     Soft-deleted products are invisible unless stated. `search_vector` is never loaded.
+    `create`/`create_many` accept an initial `stock_quantity` (≥ 0, default 0) and write
+    its "initial" ledger movement in the same transaction; updates refuse it.
     """
 
     model = Product
@@ -427,9 +430,21 @@ class ProductRepository(BaseRepository[Product]):
     default_order = ("name",)
     select_related = ("category",)
     audit_exclude = ("search_vector",)
-    # Stock moves only through adjust_stock/restock and orders, which write the ledger;
-    # a generic update could break stock_quantity == sum(movements).
-    readonly_fields = ("stock_quantity",)
+    # Stock is set when a product is created (with its "initial" movement, see
+    # _after_create) and then moves only through adjust_stock/restock and orders, which
+    # write the ledger; a generic update could break stock_quantity == sum(movements).
+    create_only_fields = ("stock_quantity",)
+
+    def _after_create(self, instances: Sequence[Product]) -> None:
+        """Write one "initial" movement per new product with stock (one COPY, or none)."""
+        movements = [(p.pk, p.stock_quantity, "initial") for p in instances if p.stock_quantity]
+        if movements:
+            copy_rows(
+                self.using,
+                InventoryMovement._meta.db_table,
+                ("product_id", "delta", "reason"),
+                movements,
+            )
 
     def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[Product]:
         """Return products with their category, without the (large) search vector."""

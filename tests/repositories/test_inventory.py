@@ -239,7 +239,10 @@ def test_generic_writes_cannot_change_stock_outside_the_ledger(products):
     with pytest.raises(ValidationError):
         products.update(product.pk, {"stock_quantity": 99})
     with pytest.raises(ValidationError):
-        products.create({"sku": "NEW-1", "name": "New", "price": "1.00", "stock_quantity": 5})
+        products.update_many({"sku": product.sku}, {"stock_quantity": 99})
     updated = products.update(product.pk, {"name": "Renamed"})
     assert (updated.name, updated.stock_quantity) == ("Renamed", 3)
     assert stock_of(product) == 3 == ledger_sum(product)
+    # Initial stock is set on creation, together with its "initial" movement.
+    created = products.create({"sku": "NEW-1", "name": "New", "price": "1.00", "stock_quantity": 5})
+    assert stock_of(created) == 5 == ledger_sum(created)

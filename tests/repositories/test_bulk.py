@@ -11,7 +11,7 @@ from django.db.models import Sum
 from django.db.models.expressions import DatabaseDefault
 from django.test.utils import CaptureQueriesContext
 
-from domain.models import AuditLog, InventoryMovement, Product
+from domain.models import AuditLog, InventoryMovement, Product, SystemConfig
 from repositories import audit
 from repositories.audit import REDACTED, AuditEntry, audit_context, record
 from repositories.bulk import copy_rows
@@ -22,6 +22,7 @@ from repositories.instrumentation import count_queries, query_label
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 from tests.repositories.sample_repositories import (
     SampleAuditLogRepository,
+    SampleConfigRepository,
     SampleProductRepository,
 )
 
@@ -107,6 +108,21 @@ def test_create_many_copies_rows_with_database_keys_and_adapted_values():
         )
         assert (row.currency, row.version, row.created_at) == ("EUR", 1, product.created_at)
         assert row.search_vector  # the generated column was computed by the database
+
+
+def test_create_many_copies_json_values_as_an_insert_stores_them():
+    values = [{"a": [1, "x", None]}, "text", 3.5, None, True]
+    rows = [{"key": f"json.{n}", "value": value} for n, value in enumerate(values)]
+    with CaptureQueriesContext(connection) as queries:
+        created = SampleConfigRepository().create_many(rows)
+    assert any(q["sql"].startswith('COPY "system_config') for q in queries)
+    stored = dict(SystemConfig.objects.values_list("key", "value"))
+    assert stored == {f"json.{n}": value for n, value in enumerate(values)}
+    # None is SQL NULL, as bulk_create and save() store it, not the JSON null
+    assert list(SystemConfig.objects.filter(value__isnull=True).values_list("key", flat=True)) == [
+        "json.3"
+    ]
+    assert [c.value for c in created] == values
 
 
 def test_create_many_duplicate_within_one_copy_raises_conflict_and_writes_nothing():

@@ -459,8 +459,11 @@ class ProductRepository(BaseRepository[Product]):
         the join made the lookup about 1.5x `objects.get()` (planning the join,
         compiling its columns, a second instance); without it the lookup stays within
         the 1.15x target. List reads (find_many, paginate*, search, in_category,
-        find_by_sku) still load the category with every product.
+        find_by_sku) still load the category with every product. A subclass that
+        changes get_queryset() gets the base lookup through it.
         """
+        if type(self).get_queryset is not ProductRepository.get_queryset:
+            return super().find_by_id(id)
         key = parse_uuid(id)
         if key is None:
             return None

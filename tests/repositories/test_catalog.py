@@ -481,6 +481,24 @@ def test_product_find_by_id_reads_the_product_alone(products, django_assert_num_
         assert products.find_by_id(None) is None
 
 
+class ActiveProductRepository(ProductRepository):
+    def get_queryset(self, *, include_deleted: bool = False):
+        return super().get_queryset(include_deleted=include_deleted).filter(is_active=True)
+
+
+def test_product_reads_honour_a_subclass_get_queryset(products):
+    # The hand-written reads mirror ProductRepository.get_queryset(); a subclass that
+    # narrows it must not be bypassed.
+    hidden = ProductFactory.create(name="Hidden lamp", is_active=False)
+    shown = ProductFactory.create(name="Shown lamp")
+    repository = ActiveProductRepository()
+    assert products.find_by_id(hidden.pk) == hidden
+    assert repository.find_by_id(hidden.pk) is None
+    assert repository.find_by_id(shown.pk) == shown
+    assert [p.pk for p in repository.paginate_cursor(order_by=["name"]).items] == [shown.pk]
+    assert len(products.paginate_cursor(order_by=["name"]).items) == 2
+
+
 def test_product_find_by_id_hides_deleted_products(products):
     deleted = ProductFactory.create(deleted=True)
     assert products.find_by_id(deleted.pk) is None

@@ -5,29 +5,37 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import django_filters as filters
-from django.db import IntegrityError, connections
-from django.db.models import Avg, Count, Prefetch, QuerySet, Sum
+import psycopg
+from django.db import connections
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Avg, Count, Field, Prefetch, QuerySet, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from domain.models import (
     ALLOWED_TRANSITIONS,
     REVENUE_STATUSES,
+    AuditLog,
+    InventoryMovement,
     Order,
     OrderItem,
     OrderStatus,
     OrderStatusHistory,
+    Product,
+    User,
 )
-from repositories.audit import AuditEntry, current_audit_state, record
+from repositories.audit import AuditEntry, _actor_columns, current_audit_state, record
 from repositories.base import BaseRepository
-from repositories.error_mapping import constraint_name_of, translate_errors
+from repositories.error_mapping import translate_errors
 from repositories.errors import (
     InsufficientStockError,
     InvalidQueryError,
@@ -56,7 +64,6 @@ MAX_LINE_QUANTITY = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 PERIODS = ("day", "week", "month")
 CENT = Decimal("0.01")
-_IDEMPOTENCY_CONSTRAINT = "orders_user_idempotency_uniq"
 
 
 @dataclass(frozen=True)
@@ -100,40 +107,103 @@ class _Line:
     quantity: int
 
 
-@dataclass(frozen=True)
-class _LockedProduct:
-    id: uuid.UUID
-    sku: str
-    name: str
-    price: Decimal
-    currency: str
-    stock: int
-    is_active: bool
-    is_deleted: bool
+def _column_list(alias: str, fields: Sequence[Field[Any, Any]]) -> str:
+    return ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
-# Locks the requested products in primary-key order: every writer takes the locks in
-# the same order, so concurrent orders over the same products queue instead of
-# deadlocking (a single UPDATE ... FROM gives no lock-order guarantee).
-_LOCK_PRODUCTS_SQL = """
-SELECT id, sku, name, price, currency, stock_quantity, is_active, deleted_at IS NOT NULL
-FROM products WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
-"""
+# The rows place_order turns into model instances, in Model.from_db order. The
+# products' generated search vector is left out (deferred): nothing here needs it.
+_USER_FIELDS = tuple(User._meta.concrete_fields)
+_PRODUCT_FIELDS = tuple(f for f in Product._meta.concrete_fields if not f.generated)
+_ORDER_FIELDS = tuple(Order._meta.concrete_fields)
+_ITEM_FIELDS = tuple(OrderItem._meta.concrete_fields)
+_USER_NAMES = tuple(f.attname for f in _USER_FIELDS)
+_PRODUCT_NAMES = tuple(f.attname for f in _PRODUCT_FIELDS)
+_ORDER_NAMES = tuple(f.attname for f in _ORDER_FIELDS)
+_ITEM_NAMES = tuple(f.attname for f in _ITEM_FIELDS)
 
-# Stock and ledger in one statement: the decrement and its movement cannot part. The
-# condition `stock_quantity >= qty` is the last guard against overselling.
-_SELL_SQL = """
-WITH sold AS (
-    UPDATE products AS p
-    SET stock_quantity = p.stock_quantity - v.qty, updated_at = now()
-    FROM unnest(%s::uuid[], %s::int[]) AS v(id, qty)
-    WHERE p.id = v.id AND p.stock_quantity >= v.qty
-    RETURNING p.id, v.qty
+# Checks the user and locks the requested products in primary-key order, in one
+# statement: every writer takes the locks in the same order, so concurrent orders over
+# the same products queue instead of deadlocking (a single UPDATE ... FROM gives no
+# lock-order guarantee). No row: the user is unknown, deleted or inactive (and no
+# product was locked); one row with NULL product columns: no product was found.
+_LOCK_SQL = f"""
+SELECT {_column_list("u", _USER_FIELDS)}, {_column_list("p", _PRODUCT_FIELDS)}
+FROM {User._meta.db_table} AS u
+LEFT JOIN LATERAL (
+    SELECT {_column_list("x", _PRODUCT_FIELDS)}
+    FROM {Product._meta.db_table} AS x
+    WHERE x.id = ANY(%s::uuid[]) ORDER BY x.id FOR UPDATE
+) AS p ON true
+WHERE u.id = %s::uuid AND u.deleted_at IS NULL AND u.is_active
+"""  # noqa: S608 - identifiers from the models, values bound
+
+# Every write of an order in one statement, after the checks on the locked rows: the
+# order, stock decrement and its `sale` movements, items (snapshots), the first
+# status-history row and the audit rows either all happen or none (one statement, one
+# transaction). Data-modifying CTEs run exactly once and see the same snapshot; the
+# foreign keys between them are checked at the end of the statement.
+# - The idempotency key's unique index is the arbiter of ON CONFLICT DO NOTHING: when
+#   a racing request committed the key first, `new_order` is empty and, as every
+#   other write joins it, nothing is written (no savepoint needed to recover).
+# - `stock_quantity >= qty` is the last guard against overselling: a line the UPDATE
+#   skips comes back with NULL stock and the caller rolls the transaction back.
+# - The audit row of the order has a NULL entity id in the arrays: the order's id.
+# Rows: one per item (ordered like the items prefetch), the order's columns first.
+_WRITE_ORDER_SQL = f"""
+WITH lines AS (
+    SELECT * FROM unnest(
+        %s::uuid[], %s::int[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[]
+    ) AS l(product_id, qty, sku, name, price, line_total)
+), new_order AS (
+    INSERT INTO {Order._meta.db_table} (
+        number, user_id, status, currency, subtotal, total, placed_at, idempotency_key,
+        created_at, updated_at
+    )
+    VALUES (
+        %s::varchar, %s::uuid, %s::varchar, %s::varchar, %s::numeric, %s::numeric,
+        %s::timestamptz, %s::varchar, %s::timestamptz, %s::timestamptz
+    )
+    ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING {", ".join(f'"{f.column}"' for f in _ORDER_FIELDS)}
+), sold AS (
+    UPDATE {Product._meta.db_table} AS p
+    SET stock_quantity = p.stock_quantity - l.qty, updated_at = now()
+    FROM lines AS l
+    WHERE p.id = l.product_id AND p.stock_quantity >= l.qty AND EXISTS (SELECT FROM new_order)
+    RETURNING p.id, l.qty, p.stock_quantity, p.updated_at
+), ledger AS (
+    INSERT INTO {InventoryMovement._meta.db_table}
+        (product_id, delta, reason, order_id, created_at)
+    SELECT s.id, -s.qty, 'sale', o.id, now() FROM sold AS s CROSS JOIN new_order AS o
+), items AS (
+    INSERT INTO {OrderItem._meta.db_table}
+        (order_id, product_id, sku, product_name, unit_price, quantity, line_total, created_at)
+    SELECT o.id, l.product_id, l.sku, l.name, l.price, l.qty, l.line_total, now()
+    FROM new_order AS o CROSS JOIN lines AS l
+    RETURNING {", ".join(f'"{f.column}"' for f in _ITEM_FIELDS)}
+), history AS (
+    INSERT INTO {OrderStatusHistory._meta.db_table}
+        (order_id, from_status, to_status, actor_id, note, created_at)
+    SELECT o.id, NULL, o.status, o.user_id, '', now() FROM new_order AS o
+), audit AS (
+    INSERT INTO {AuditLog._meta.db_table} (
+        occurred_at, actor_id, actor_repr, action, entity_type, entity_id, changes,
+        request_id, ip_address
+    )
+    SELECT %s::timestamptz, %s::uuid, %s::varchar, a.action, a.entity_type,
+        coalesce(a.entity_id, o.id::text), a.changes, %s::varchar, %s::inet
+    FROM new_order AS o CROSS JOIN unnest(
+        %s::varchar[], %s::varchar[], %s::varchar[], %s::jsonb[]
+    ) AS a(action, entity_type, entity_id, changes)
 )
-INSERT INTO inventory_movements (product_id, delta, reason, order_id, created_at)
-SELECT id, -qty, 'sale', %s, now() FROM sold
-RETURNING product_id
-"""
+SELECT {_column_list("o", _ORDER_FIELDS)}, {_column_list("i", _ITEM_FIELDS)},
+    s.stock_quantity, s.updated_at
+FROM new_order AS o
+CROSS JOIN items AS i
+LEFT JOIN sold AS s ON s.id = i.product_id
+ORDER BY i.product_name, i.id
+"""  # noqa: S608 - identifiers from the models, values bound
 
 _RETURN_STOCK_SQL = """
 WITH returned AS (
@@ -149,13 +219,37 @@ WITH returned AS (
 SELECT id, qty, stock_quantity FROM returned ORDER BY id
 """
 
-_INSERT_ITEMS_SQL = """
-INSERT INTO order_items
-    (order_id, product_id, sku, product_name, unit_price, quantity, line_total, created_at)
-SELECT %s, i.product_id, i.sku, i.name, i.price, i.qty, i.line_total, now()
-FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::numeric[], %s::int[], %s::numeric[])
-    AS i(product_id, sku, name, price, qty, line_total)
-"""
+_ORDER_USER = Order._meta.get_field("user")
+_ITEM_ORDER = OrderItem._meta.get_field("order")
+_ITEM_PRODUCT = OrderItem._meta.get_field("product")
+
+
+@contextmanager
+def _server_bound_cursor(using: str) -> Iterator[CursorWrapper]:
+    """Yield a cursor on Django's connection `using` that binds parameters server-side.
+
+    Same connection, transaction, error wrapping and execute wrappers (query labels,
+    counting, Django's query log) as `connection.cursor()`, but a `psycopg.Cursor`
+    instead of Django's default client-side binding cursor: the statement text stays
+    the same from call to call, so psycopg can prepare it (after the connection's
+    `prepare_threshold` executions; Django leaves that off unless OPTIONS set it) and
+    PostgreSQL skips parsing and planning; arrays travel in binary.
+    """
+    connection = connections[using]
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = psycopg.Cursor(connection.connection)
+    # django-stubs type these as taking a CursorWrapper; Django passes the DB-API cursor.
+    cursor = (
+        connection.make_debug_cursor(cast(Any, raw))
+        if connection.queries_logged
+        else connection.make_cursor(cast(Any, raw))
+    )
+    try:
+        yield cursor
+    finally:
+        raw.close()
+
 
 _ORDER_ITEMS_LOCK_SQL = """
 SELECT p.id, i.quantity
@@ -272,16 +366,20 @@ class OrderRepository(BaseRepository[Order]):
         """Place an order for a live, active user; return it with its items loaded.
 
         One transaction (retried whole on deadlock/serialization failure when it is the
-        outermost one): lock the products in primary-key order, check each is live,
-        active and in stock, insert the order with snapshots of sku, name and price,
-        decrement stock and write `sale` movements in one statement, add the first
-        status-history row and the audit rows. The query count does not depend on the
-        number of lines: 9 statements (3 more with an idempotency key: the replay
-        lookup and the savepoint around the insert); a replayed key costs 2 queries.
+        outermost one) of two statements, whatever the number of lines: the first
+        checks the user and locks the products in primary-key order; after the checks
+        (live, active, in stock, one currency) the second inserts the order with
+        snapshots of sku, name and price, decrements stock with `sale` movements,
+        and adds the first status-history row and the audit rows. The returned order,
+        its user, items and their products are built from what these statements
+        returned (no re-read). Both statements bind their parameters server-side, so
+        PostgreSQL can reuse their plans (psycopg prepares them when the connection's
+        `prepare_threshold` is set). An idempotency key adds a lookup before the
+        transaction; a replayed key costs 2 queries.
 
         The same `idempotency_key` for the same user returns the first order without
-        touching stock again, also when both requests race (the loser's insert meets
-        the unique index, its savepoint rolls back and the winner's order is returned).
+        touching stock again, also when both requests race (the loser's insert yields
+        to the unique index, writes nothing, and the winner's order is returned).
 
         Raises ValidationError (empty, too long, duplicate products, bad quantities,
         inactive products, mixed currencies), NotFoundError (unknown/deleted user or
@@ -360,129 +458,173 @@ class OrderRepository(BaseRepository[Order]):
         )
 
     def _place_order_once(self, user_id: uuid.UUID, lines: list[_Line], key: str | None) -> Order:
-        with translate_errors(Order, using=self.using):
-            connection = connections[self.using]
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT 1 FROM users WHERE id = %s AND deleted_at IS NULL AND is_active",
-                    [user_id],
+        with translate_errors(Order, using=self.using), _server_bound_cursor(self.using) as cursor:
+            cursor.execute(_LOCK_SQL, [[line.product_id for line in lines], user_id])
+            rows = cursor.fetchall()
+            if not rows:
+                raise NotFoundError("User", user_id)
+            user = User.from_db(self.using, _USER_NAMES, rows[0][: len(_USER_NAMES)])
+            products = {
+                product.pk: product
+                for product in (
+                    Product.from_db(self.using, _PRODUCT_NAMES, row[len(_USER_NAMES) :])
+                    for row in rows
+                    if row[len(_USER_NAMES)] is not None
                 )
-                if cursor.fetchone() is None:
-                    raise NotFoundError("User", user_id)
-                cursor.execute(_LOCK_PRODUCTS_SQL, [[line.product_id for line in lines]])
-                locked = {row[0]: _LockedProduct(*row) for row in cursor.fetchall()}
-            currency = self._check_products(lines, locked)
-            placed_at = timezone.now()
-            line_totals = [
-                (locked[line.product_id].price * line.quantity).quantize(CENT) for line in lines
-            ]
-            subtotal = sum(line_totals, Decimal("0.00"))
-            order = Order(
-                number=new_order_number(placed_at),
-                user_id=user_id,
-                status=OrderStatus.PENDING,
-                currency=currency,
-                subtotal=subtotal,
-                total=subtotal,
-                placed_at=placed_at,
-                idempotency_key=key,
-            )
-            if key is None:
-                order.save(using=self.using, force_insert=True)
-            else:
-                try:
-                    with atomic(using=self.using):  # a savepoint: the clash must not abort
-                        order.save(using=self.using, force_insert=True)
-                except IntegrityError as exc:
-                    if constraint_name_of(exc) != _IDEMPOTENCY_CONSTRAINT:
-                        raise
-                    # The racing request committed first: return its order, touch nothing.
-                    winner = self._find_idempotent(user_id, key)
-                    if winner is None:  # pragma: no cover - the clash implies the row
-                        raise
-                    return winner
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _SELL_SQL,
-                    [
-                        [line.product_id for line in lines],
-                        [line.quantity for line in lines],
-                        order.pk,
-                    ],
-                )
-                sold = {row[0] for row in cursor.fetchall()}
-                for line in lines:  # defence in depth: the rows are locked and checked
-                    if line.product_id not in sold:  # pragma: no cover
-                        raise InsufficientStockError(
-                            line.product_id, line.quantity, locked[line.product_id].stock
-                        )
-                cursor.execute(
-                    _INSERT_ITEMS_SQL,
-                    [
-                        order.pk,
-                        [line.product_id for line in lines],
-                        [locked[line.product_id].sku for line in lines],
-                        [locked[line.product_id].name for line in lines],
-                        [locked[line.product_id].price for line in lines],
-                        [line.quantity for line in lines],
-                        line_totals,
-                    ],
-                )
-            OrderStatusHistory.objects.using(self.using).create(
-                order_id=order.pk, from_status=None, to_status=OrderStatus.PENDING, actor_id=user_id
-            )
-            record(
-                [
-                    AuditEntry(
-                        action="created",
-                        entity_type="order",
-                        entity_id=str(order.pk),
-                        changes={
-                            "number": order.number,
-                            "status": order.status,
-                            "total": str(order.total),
-                            "currency": currency,
-                            "lines": len(lines),
-                        },
-                    ),
-                    *(
-                        AuditEntry(
-                            action="stock_adjusted",
-                            entity_type="product",
-                            entity_id=str(line.product_id),
-                            changes={
-                                "stock_quantity": {
-                                    "old": locked[line.product_id].stock,
-                                    "new": locked[line.product_id].stock - line.quantity,
-                                },
-                                "delta": -line.quantity,
-                                "reason": "sale",
-                                "order": order.number,
-                            },
-                        )
-                        for line in lines
-                    ),
-                ],
-                using=self.using,
-            )
-            return self.get_with_items(order.pk)
+            }
+            try:
+                currency = self._check_products(lines, products)
+            except InsufficientStockError:
+                # A racing request with the same key may have taken the stock and
+                # committed after our lookup: it is the answer, not an error.
+                winner = self._find_idempotent(user_id, key) if key is not None else None
+                if winner is None:
+                    raise
+                return winner
+            params = self._write_params(user_id, lines, products, currency, key)
+            cursor.execute(_WRITE_ORDER_SQL, params)
+            rows = cursor.fetchall()
+        if not rows:
+            # The key's unique index met a request that committed first: nothing was
+            # written here; return the winner's order.
+            winner = self._find_idempotent(user_id, cast(str, key))
+            if winner is None:  # pragma: no cover - the conflict implies the row
+                raise NotFoundError("Order", key)
+            return winner
+        return self._build_order(rows, user, products, lines)
 
     @staticmethod
-    def _check_products(lines: list[_Line], locked: dict[uuid.UUID, _LockedProduct]) -> str:
+    def _write_params(
+        user_id: uuid.UUID,
+        lines: list[_Line],
+        products: dict[uuid.UUID, Product],
+        currency: str,
+        key: str | None,
+    ) -> list[Any]:
+        """Return the parameters of _WRITE_ORDER_SQL: lines, order, audit trail."""
+        placed_at = timezone.now()
+        number = new_order_number(placed_at)
+        ordered = [products[line.product_id] for line in lines]
+        quantities = [line.quantity for line in lines]
+        line_totals = [
+            (product.price * line.quantity).quantize(CENT)
+            for product, line in zip(ordered, lines, strict=True)
+        ]
+        subtotal = sum(line_totals, Decimal("0.00"))
+        state = current_audit_state()
+        actor_id, actor_repr = _actor_columns(state.actor)
+        changes = [
+            Jsonb(
+                {
+                    "number": number,
+                    "status": OrderStatus.PENDING.value,
+                    "total": str(subtotal),
+                    "currency": currency,
+                    "lines": len(lines),
+                }
+            ),
+            *(
+                Jsonb(
+                    {
+                        "stock_quantity": {
+                            "old": product.stock_quantity,
+                            "new": product.stock_quantity - line.quantity,
+                        },
+                        "delta": -line.quantity,
+                        "reason": "sale",
+                        "order": number,
+                    }
+                )
+                for product, line in zip(ordered, lines, strict=True)
+            ),
+        ]
+        return [
+            # lines
+            [line.product_id for line in lines],
+            quantities,
+            [product.sku for product in ordered],
+            [product.name for product in ordered],
+            [product.price for product in ordered],
+            line_totals,
+            # the order
+            number,
+            user_id,
+            OrderStatus.PENDING.value,
+            currency,
+            subtotal,
+            subtotal,
+            placed_at,
+            key,
+            placed_at,
+            placed_at,
+            # the audit trail: "created" for the order, "stock_adjusted" per product
+            placed_at,
+            actor_id,
+            actor_repr,
+            state.request_id,
+            state.ip_address,
+            ["created", *(["stock_adjusted"] * len(lines))],
+            ["order", *(["product"] * len(lines))],
+            [None, *(str(line.product_id) for line in lines)],
+            changes,
+        ]
+
+    def _build_order(
+        self,
+        rows: list[tuple[Any, ...]],
+        user: User,
+        products: dict[uuid.UUID, Product],
+        lines: list[_Line],
+    ) -> Order:
+        """Return the order with user, items and products loaded, from _WRITE_ORDER_SQL rows.
+
+        The same objects `get_with_items` would load, without reading them again: the
+        products carry their stock and `updated_at` after the sale.
+        """
+        order_end = len(_ORDER_NAMES)
+        item_end = order_end + len(_ITEM_NAMES)
+        order = Order.from_db(self.using, _ORDER_NAMES, rows[0][:order_end])
+        _ORDER_USER.set_cached_value(order, user)
+        quantities = {line.product_id: line.quantity for line in lines}
+        items = []
+        for row in rows:
+            item = OrderItem.from_db(self.using, _ITEM_NAMES, row[order_end:item_end])
+            product = products[item.product_id]
+            stock, updated_at = row[item_end:]
+            if stock is None:  # pragma: no cover - the rows are locked and were checked
+                raise InsufficientStockError(
+                    product.pk, quantities[product.pk], product.stock_quantity
+                )
+            product.stock_quantity, product.updated_at = stock, updated_at
+            _ITEM_PRODUCT.set_cached_value(item, product)
+            _ITEM_ORDER.set_cached_value(item, order)
+            items.append(item)
+        # What Django's prefetch_related stores (see prefetch_one_level): the related
+        # manager's queryset with its result cache filled, so `order.items.all()`
+        # needs no query and further filtering still queries the database.
+        prefetched = order.items.get_queryset().select_related("product")
+        prefetched = prefetched.order_by("product_name", "id")
+        prefetched._result_cache = items
+        prefetched._prefetch_done = True  # type: ignore[attr-defined]
+        order._prefetched_objects_cache = {"items": prefetched}  # type: ignore[attr-defined]
+        return order
+
+    @staticmethod
+    def _check_products(lines: list[_Line], products: dict[uuid.UUID, Product]) -> str:
         """Refuse unknown, deleted, inactive or short products; return the order currency."""
         for line in lines:
-            product = locked.get(line.product_id)
-            if product is None or product.is_deleted:
+            product = products.get(line.product_id)
+            if product is None or product.deleted_at is not None:
                 raise NotFoundError("Product", line.product_id)
             if not product.is_active:
                 raise ValidationError(
-                    {"items": [f"Product {product.id} ({product.sku}) is not for sale."]}
+                    {"items": [f"Product {product.pk} ({product.sku}) is not for sale."]}
                 )
         for line in lines:
-            product = locked[line.product_id]
-            if product.stock < line.quantity:
-                raise InsufficientStockError(product.id, line.quantity, product.stock)
-        currencies = {locked[line.product_id].currency for line in lines}
+            product = products[line.product_id]
+            if product.stock_quantity < line.quantity:
+                raise InsufficientStockError(product.pk, line.quantity, product.stock_quantity)
+        currencies = {products[line.product_id].currency for line in lines}
         if len(currencies) > 1:
             raise ValidationError(
                 {"items": [f"One order takes one currency, got {', '.join(sorted(currencies))}."]}

@@ -224,6 +224,97 @@ def test_place_order_with_same_idempotency_key_returns_first_order(
     assert Order.objects.count() == 2
 
 
+def _miss_first_lookup(monkeypatch) -> None:
+    """Make the lookup before the transaction miss once: a racing request with the same
+    key commits between that lookup and our transaction."""
+    real = OrderRepository._find_idempotent
+    calls = []
+
+    def lookup(self, user_id, key):
+        calls.append(key)
+        return None if len(calls) == 1 else real(self, user_id, key)
+
+    monkeypatch.setattr(OrderRepository, "_find_idempotent", lookup)
+
+
+def test_place_order_returns_winner_when_key_committed_after_lookup(orders, monkeypatch):
+    user = UserFactory.create()
+    product = ProductFactory.with_stock(5)
+    first = orders.place_order(user.pk, [(product.pk, 2)], idempotency_key="k-1")
+    _miss_first_lookup(monkeypatch)
+    again = orders.place_order(user.pk, [(product.pk, 2)], idempotency_key="k-1")
+    assert again.pk == first.pk
+    assert [i.quantity for i in again.items.all()] == [2]
+    assert stock_of(product) == 3 == ledger_sum(product)
+    assert Order.objects.count() == 1
+    assert OrderStatusHistory.objects.count() == 1
+    assert AuditLog.objects.filter(action="created").count() == 1
+
+
+def test_place_order_returns_winner_when_key_took_the_last_units(orders, monkeypatch):
+    user = UserFactory.create()
+    product = ProductFactory.with_stock(2)
+    first = orders.place_order(user.pk, [(product.pk, 2)], idempotency_key="k-2")
+    _miss_first_lookup(monkeypatch)
+    assert orders.place_order(user.pk, [(product.pk, 2)], idempotency_key="k-2").pk == first.pk
+    with pytest.raises(InsufficientStockError):  # another key: no winner to return
+        orders.place_order(user.pk, [(product.pk, 2)], idempotency_key="k-3")
+    assert stock_of(product) == 0 == ledger_sum(product)
+
+
+def test_place_order_returns_what_get_with_items_reads(orders, django_assert_num_queries):
+    user = UserFactory.create()
+    products = [ProductFactory.with_stock(9, name=name) for name in ("b", "C", "a", "B")]
+    order = orders.place_order(user.pk, [(p.pk, n) for n, p in enumerate(products, 1)])
+    reread = orders.get_with_items(order.pk)
+
+    def fields(instance) -> dict:  # the search vector is deferred on returned products
+        concrete = instance._meta.concrete_fields
+        return {f.attname: getattr(instance, f.attname) for f in concrete if not f.generated}
+
+    with django_assert_num_queries(0):
+        assert fields(order) == fields(reread)
+        assert fields(order.user) == fields(reread.user)
+        assert [fields(i) for i in order.items.all()] == [fields(i) for i in reread.items.all()]
+        assert [fields(i.product) for i in order.items.all()] == [
+            fields(i.product) for i in reread.items.all()
+        ]
+        assert len(order.items.all()) == 4  # in the prefetch's order (database collation)
+        assert all(i.order is order for i in order.items.all())
+    assert order.items.filter(quantity__gte=3).count() == 2  # still a live related manager
+
+
+def test_place_order_audits_order_and_stock_with_the_context(orders):
+    from repositories.audit import audit_context
+
+    user = UserFactory.create()
+    product = ProductFactory.with_stock(7, price=Decimal("2.50"))
+    with audit_context(actor=user, request_id="req-9", ip_address="10.1.2.3"):
+        order = orders.place_order(user.pk, [(product.pk, 3)])
+    rows = {
+        row.entity_type: row
+        for row in AuditLog.objects.filter(action__in=["created", "stock_adjusted"])
+    }
+    assert {(r.actor_id, r.request_id, str(r.ip_address)) for r in rows.values()} == {
+        (user.pk, "req-9", "10.1.2.3")
+    }
+    assert rows["order"].entity_id == str(order.pk)
+    assert rows["order"].changes == {
+        "number": order.number,
+        "status": "pending",
+        "total": "7.50",
+        "currency": "EUR",
+        "lines": 1,
+    }
+    assert rows["product"].entity_id == str(product.pk)
+    assert rows["product"].changes == {
+        "stock_quantity": {"old": 7, "new": 4},
+        "delta": -3,
+        "reason": "sale",
+        "order": order.number,
+    }
+
+
 def test_new_order_number_is_unique_and_dated():
     moment = timezone.now()
     numbers = {new_order_number(moment) for _ in range(200)}

@@ -602,10 +602,10 @@ class OrderRepository(BaseRepository[Order]):
         # What Django's prefetch_related stores (see prefetch_one_level): the related
         # manager's queryset with its result cache filled, so `order.items.all()`
         # needs no query and further filtering still queries the database.
-        prefetched = order.items.get_queryset().select_related("product")
-        prefetched = prefetched.order_by("product_name", "id")
+        items_queryset = cast(QuerySet[OrderItem], _items_prefetch().queryset)
+        prefetched = order.items._apply_rel_filters(items_queryset)  # type: ignore[attr-defined]
         prefetched._result_cache = items
-        prefetched._prefetch_done = True  # type: ignore[attr-defined]
+        prefetched._prefetch_done = True
         order._prefetched_objects_cache = {"items": prefetched}  # type: ignore[attr-defined]
         return order
 

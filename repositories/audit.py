@@ -116,7 +116,7 @@ def record(entries: Sequence[AuditEntry], *, using: str = "default") -> None:
     if not entries:
         return
     state = _state.get()
-    actor_id, actor_repr = _actor_columns(state.actor)
+    actor_id, actor_repr = actor_columns(state.actor)
     now = timezone.now()
     if len(entries) >= COPY_THRESHOLD:
         copy_rows(
@@ -245,7 +245,8 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _actor_columns(actor: Any) -> tuple[Any, str]:
+def actor_columns(actor: Any) -> tuple[Any, str]:
+    """Return the (actor_id, actor_repr) an audit row stores for `actor` (anonymous: None, "")."""
     if actor is None or not getattr(actor, "is_authenticated", False):
         return None, ""
     email = getattr(actor, "email", "") or str(actor)

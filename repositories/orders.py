@@ -33,7 +33,7 @@ from domain.models import (
     Product,
     User,
 )
-from repositories.audit import AuditEntry, _actor_columns, current_audit_state, record
+from repositories.audit import AuditEntry, actor_columns, current_audit_state, record
 from repositories.base import BaseRepository
 from repositories.error_mapping import translate_errors
 from repositories.errors import (
@@ -512,7 +512,7 @@ class OrderRepository(BaseRepository[Order]):
         ]
         subtotal = sum(line_totals, Decimal("0.00"))
         state = current_audit_state()
-        actor_id, actor_repr = _actor_columns(state.actor)
+        actor_id, actor_repr = actor_columns(state.actor)
         changes = [
             Jsonb(
                 {

@@ -23,7 +23,7 @@ Design rules followed by every ModelAdmin here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, cast
 
@@ -531,47 +531,44 @@ class OrderAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
         return queryset.filter(number=term.upper()), False
 
 
-@admin.register(OrderItem)
-class OrderItemAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
-    """Order lines (snapshots); view only."""
+class OrderNumberSearchMixin:
+    """Search rows of an order by its exact number.
 
-    list_display = ("order", "sku", "product_name", "product", "unit_price", "quantity")
-    list_select_related = ("order", "product")
-    search_fields = ("order__number",)
-    search_help_text = "An exact order number."
-    ordering = ("-created_at", "-id")
-    show_full_result_count = False
+    orders_number_key finds the order; the child table's index leading with order_id
+    (order_items_one_per_product, order_history_order_idx) finds its rows.
+    """
+
+    search_fields: Sequence[str] = ("order__number",)
+    search_help_text: str | None = "An exact order number."
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        # orders_number_key finds the order; order_items_one_per_product leads with order_id.
         term = search_term.strip()
         if not term:
             return queryset, False
         return queryset.filter(order__number=term.upper()), False
 
 
+@admin.register(OrderItem)
+class OrderItemAdmin(OrderNumberSearchMixin, ViewOnlyAdminMixin, admin.ModelAdmin):
+    """Order lines (snapshots); view only."""
+
+    list_display = ("order", "sku", "product_name", "product", "unit_price", "quantity")
+    list_select_related = ("order", "product")
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+
+
 @admin.register(OrderStatusHistory)
-class OrderStatusHistoryAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
+class OrderStatusHistoryAdmin(OrderNumberSearchMixin, ViewOnlyAdminMixin, admin.ModelAdmin):
     """Every status transition of every order; view only."""
 
     list_display = ("created_at", "order", "from_status", "to_status", "actor", "note")
     list_select_related = ("order", "actor")
     list_filter = ("to_status",)
-    search_fields = ("order__number",)
-    search_help_text = "An exact order number."
     ordering = ("-created_at", "-id")
     show_full_result_count = False
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        # orders_number_key, then order_history_order_idx (order_id, created_at).
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(order__number=term.upper()), False
 
 
 # --- sessions, audit, configuration --------------------------------------------------------

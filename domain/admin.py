@@ -23,7 +23,7 @@ Design rules followed by every ModelAdmin here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, cast
 
@@ -531,15 +531,15 @@ class OrderAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
         return queryset.filter(number=term.upper()), False
 
 
-class OrderNumberSearchMixin:
-    """Search rows of an order by its exact number.
+class OrderChildAdmin(ViewOnlyAdminMixin, admin.ModelAdmin):
+    """View-only rows that belong to an order, searched by the order's exact number.
 
     orders_number_key finds the order; the child table's index leading with order_id
     (order_items_one_per_product, order_history_order_idx) finds its rows.
     """
 
-    search_fields: Sequence[str] = ("order__number",)
-    search_help_text: str | None = "An exact order number."
+    search_fields = ("order__number",)
+    search_help_text = "An exact order number."
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
@@ -551,7 +551,7 @@ class OrderNumberSearchMixin:
 
 
 @admin.register(OrderItem)
-class OrderItemAdmin(OrderNumberSearchMixin, ViewOnlyAdminMixin, admin.ModelAdmin):
+class OrderItemAdmin(OrderChildAdmin):
     """Order lines (snapshots); view only."""
 
     list_display = ("order", "sku", "product_name", "product", "unit_price", "quantity")
@@ -561,7 +561,7 @@ class OrderItemAdmin(OrderNumberSearchMixin, ViewOnlyAdminMixin, admin.ModelAdmi
 
 
 @admin.register(OrderStatusHistory)
-class OrderStatusHistoryAdmin(OrderNumberSearchMixin, ViewOnlyAdminMixin, admin.ModelAdmin):
+class OrderStatusHistoryAdmin(OrderChildAdmin):
     """Every status transition of every order; view only."""
 
     list_display = ("created_at", "order", "from_status", "to_status", "actor", "note")

@@ -155,6 +155,7 @@ REPOSITORIES = {
     "MAX_PAGE_SIZE": env_int("MAX_PAGE_SIZE", 100),
     "CURSOR_SECRET": os.environ.get("CURSOR_SECRET", ""),  # defaults to SECRET_KEY
     "SESSION_TTL_SECONDS": env_int("SESSION_TTL_SECONDS", 14 * 24 * 3600),
+    "CONFIG_CACHE_SECONDS": env_int("CONFIG_CACHE_SECONDS", 300),
 }
 
 LOGGING = {

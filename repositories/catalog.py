@@ -28,7 +28,7 @@ from repositories.errors import (
 )
 from repositories.filters import StrictFilterSet
 from repositories.keys import parse_uuid
-from repositories.pagination import CursorPage, decode_cursor, encode_cursor, query_fingerprint
+from repositories.rows import SelectPlan
 from repositories.transactions import atomic
 
 __all__ = [
@@ -361,59 +361,23 @@ def build_search_query(text: str) -> _SearchQuery | None:
     return _SearchQuery(sql=" || ".join(parts), params=tuple(params))
 
 
-#: Product columns the fast paths read (the generated search vector is never loaded).
-_PRODUCT_FIELDS = tuple(f for f in Product._meta.concrete_fields if not f.generated)
-_CATEGORY_FIELDS = tuple(Category._meta.concrete_fields)
-_PRODUCT_NAMES = [f.attname for f in _PRODUCT_FIELDS]
-_CATEGORY_NAMES = [f.attname for f in _CATEGORY_FIELDS]
-#: `SELECT <these> FROM products p LEFT OUTER JOIN categories c ...`: what
-#: select_related("category") with the search vector deferred reads, in model order.
-_PRODUCT_COLUMNS = ", ".join(
-    [f'p."{f.column}"' for f in _PRODUCT_FIELDS] + [f'c."{f.column}"' for f in _CATEGORY_FIELDS]
-)
-_PRODUCT_FROM = (
-    f'FROM "{Product._meta.db_table}" p'
-    f' LEFT OUTER JOIN "{Category._meta.db_table}" c ON p.category_id = c.id'
-)
-
-
-def _unfiltered_search_sql(tsquery: _SearchQuery) -> str:
+def _unfiltered_search_sql(plan: SelectPlan, tsquery: _SearchQuery) -> str:
     """Return the SQL of `search()` without filters (the ORM path's statement, by hand).
 
-    Parameters, in order: the tsquery's, the raw text, the tsquery's again, the limit.
-    Only constants and the tsquery's placeholders go into the SQL.
+    `plan` is the repository's (live products with their preloads, the search vector
+    unloaded). Parameters, in order: the tsquery's, the raw text, the tsquery's again,
+    the limit. Only constants and the tsquery's placeholders go into the SQL.
     """
+    vector = f"{plan.alias}.search_vector"
+    live = f"{plan.live} AND " if plan.live else ""
     return (
-        f"SELECT {_PRODUCT_COLUMNS},"
-        f" ts_rank_cd(p.search_vector, ({tsquery.sql}))"
-        " + ts_rank_cd(p.search_vector, websearch_to_tsquery('english', %s)) AS rank"
-        f" {_PRODUCT_FROM}"
-        f" WHERE p.deleted_at IS NULL AND p.search_vector @@ ({tsquery.sql}) AND p.is_active"
-        " ORDER BY rank DESC, p.id ASC LIMIT %s"
+        f"SELECT {plan.columns},"
+        f" ts_rank_cd({vector}, ({tsquery.sql}))"
+        f" + ts_rank_cd({vector}, websearch_to_tsquery('english', %s)) AS rank"
+        f" {plan.from_clause}"
+        f" WHERE {live}{vector} @@ ({tsquery.sql}) AND {plan.alias}.is_active"
+        f" ORDER BY rank DESC, {plan.alias}.id ASC LIMIT %s"
     )
-
-
-def _build_products(using: str, rows: Sequence[Sequence[Any]]) -> list[Product]:
-    """Build products, their category cached, from rows of `_PRODUCT_COLUMNS` (+ rank).
-
-    `Model.from_db` gives ordinary instances, as a queryset with
-    select_related("category").defer("search_vector") would: not `adding`, bound to
-    `using`, search vector deferred. A trailing extra column becomes `rank`.
-    """
-    split = len(_PRODUCT_NAMES)
-    end = split + len(_CATEGORY_NAMES)
-    category_field = Product._meta.get_field("category")
-    products: list[Product] = []
-    for row in rows:
-        product = Product.from_db(using, _PRODUCT_NAMES, row[:split])
-        category = None
-        if row[split] is not None:
-            category = Category.from_db(using, _CATEGORY_NAMES, row[split:end])
-        category_field.set_cached_value(product, category)
-        if len(row) > end:
-            product.rank = row[end]  # type: ignore[attr-defined]
-        products.append(product)
-    return products
 
 
 class ProductRepository(BaseRepository[Product]):
@@ -429,6 +393,8 @@ class ProductRepository(BaseRepository[Product]):
     sortable_fields = ("name", "price", "created_at", "stock_quantity", "sku")
     default_order = ("name",)
     select_related = ("category",)
+    # The (large) generated search vector is never loaded by reads.
+    deferred_fields = ("search_vector",)
     audit_exclude = ("search_vector",)
     # Stock is set when a product is created (with its "initial" movement, see
     # _after_create) and then moves only through adjust_stock/restock and orders, which
@@ -446,10 +412,6 @@ class ProductRepository(BaseRepository[Product]):
                 movements,
             )
 
-    def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[Product]:
-        """Return products with their category, without the (large) search vector."""
-        return super().get_queryset(include_deleted=include_deleted).defer("search_vector")
-
     def find_by_id(self, id: object) -> Product | None:
         """Return the live product with this key, or None (also for a malformed key).
 
@@ -462,7 +424,7 @@ class ProductRepository(BaseRepository[Product]):
         find_by_sku) still load the category with every product. A subclass that
         changes get_queryset() gets the base lookup through it.
         """
-        if type(self).get_queryset is not ProductRepository.get_queryset:
+        if type(self).get_queryset is not BaseRepository.get_queryset:
             return super().find_by_id(id)
         key = parse_uuid(id)
         if key is None:
@@ -473,86 +435,12 @@ class ProductRepository(BaseRepository[Product]):
             rows = list(queryset[:1])
         return rows[0] if rows else None
 
-    def paginate_cursor(
-        self,
-        filters: Mapping[str, Any] | None = None,
-        *,
-        order_by: Sequence[str] | None = None,
-        after: str | None = None,
-        limit: int = 20,
-        include_deleted: bool = False,
-    ) -> CursorPage[Product]:
-        """Return the keyset page after `after`, exactly as BaseRepository.paginate_cursor.
-
-        Without filters (the plain listing) the statement is written here from the
-        validated sort keys: live products with their category,
-        `ROW(key, id) > ROW(%s, %s)` (the index range start), `ORDER BY key, id`,
-        limit + 1 rows; the rows are built with `Model.from_db`. Rows, order, instances
-        and cursors are those of the ORM path, which filtered pages, mixed sort
-        directions, include_deleted=True and invalid arguments still take (so errors
-        are the base class's). Compiling the query and the queryset machinery were
-        about two thirds of a 1.7 ms page at depth 500k of 1M products.
-        """
-        limit_ok = type(limit) is int and 1 <= limit <= _max_page_size()
-        if not (self._direct_reads(filters) and include_deleted is False and limit_ok):
-            return super().paginate_cursor(
-                filters,
-                order_by=order_by,
-                after=after,
-                limit=limit,
-                include_deleted=include_deleted,
-            )
-        spec = self._spec
-        keys = spec.default_keys
-        if order_by is not None:
-            keys = self._parse_order(spec, order_by, source="order_by")
-        descending = keys[0].descending
-        if any(key.nullable or key.descending != descending for key in keys):
-            return super().paginate_cursor(filters, order_by=order_by, after=after, limit=limit)
-        # The fingerprint BaseRepository.paginate_cursor computes for these arguments.
-        fingerprint = query_fingerprint(
-            Product._meta.label,
-            type(self).__qualname__,
-            False,
-            [],
-            [(key.name, key.descending) for key in keys],
-        )
-        columns = [f'p."{key.field.column}"' for key in keys]
-        where = "p.deleted_at IS NULL"
-        params: list[Any] = []
-        if after is not None and after != "":
-            params.extend(decode_cursor(after, fingerprint, keys))
-            operator = "<" if descending else ">"
-            placeholders = ", ".join(["%s"] * len(keys))
-            where += f" AND ROW({', '.join(columns)}) {operator} ROW({placeholders})"
-        direction = " DESC" if descending else " ASC"
-        order = ", ".join(column + direction for column in columns)
-        sql = f"SELECT {_PRODUCT_COLUMNS} {_PRODUCT_FROM} WHERE {where} ORDER BY {order} LIMIT %s"
-        params.append(limit + 1)
-        with (
-            translate_errors(Product, using=self.using, reading=True),
-            connections[self.using].cursor() as cursor,
-        ):
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        has_next = len(rows) > limit
-        items = _build_products(self.using, rows[:limit])
-        next_cursor = None
-        if has_next:
-            last = items[-1]
-            next_cursor = encode_cursor([getattr(last, key.name) for key in keys], fingerprint)
-        return CursorPage(items=items, next_cursor=next_cursor, has_next=has_next)
-
-    def _direct_reads(self, filters: object) -> bool:
-        """Whether a read may skip the ORM: no filters, and rows as get_queryset() gives
-        them (a subclass changing get_queryset or the preloads takes the ORM path)."""
-        cls = type(self)
-        return (
-            (filters is None or (isinstance(filters, Mapping) and not filters))
-            and cls.get_queryset is ProductRepository.get_queryset
-            and cls.select_related == ("category",)
-            and not cls.prefetch_related
-        )
+    def _direct_plan(self, filters: object) -> SelectPlan | None:
+        """The plan a read may use instead of the ORM: None with filters, or when
+        get_queryset() cannot be written by hand (see BaseRepository.paginate_cursor)."""
+        if filters is None or (isinstance(filters, Mapping) and not filters):
+            return self._spec.select_plan
+        return None
 
     def find_by_sku(self, sku: str) -> Product | None:
         """Return the live product with this SKU (exact), or None (1 query)."""
@@ -607,13 +495,14 @@ class ProductRepository(BaseRepository[Product]):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidQueryError({"limit": ["Limit must be a positive integer."]})
         limit = min(limit, _max_page_size())
-        if self._direct_reads(filters):
-            unfiltered = build_search_query(query)
-            return [] if unfiltered is None else self._search_unfiltered(query, unfiltered, limit)
-        queryset = self._filtered(filters)
+        plan = self._direct_plan(filters)
+        # Filters are validated even when the text has nothing to search.
+        queryset = self._filtered(filters) if plan is None else None
         tsquery = build_search_query(query)
         if tsquery is None:
             return []
+        if plan is not None:
+            return self._search_unfiltered(plan, query, tsquery, limit)
         vector = f'"{Product._meta.db_table}"."search_vector"'
         # The SQL is built from constants only; every user-supplied word is a parameter.
         match = RawSQL(f"{vector} @@ ({tsquery.sql})", tsquery.params, BooleanField())  # noqa: S611
@@ -623,11 +512,14 @@ class ProductRepository(BaseRepository[Product]):
             (*tsquery.params, query),
             FloatField(),
         )
-        queryset = queryset.filter(match, is_active=True).annotate(rank=rank)
+        queryset = cast(QuerySet[Product], queryset).filter(match, is_active=True)
+        queryset = queryset.annotate(rank=rank)
         with translate_errors(Product, using=self.using):
             return list(queryset.order_by("-rank", "id")[:limit])
 
-    def _search_unfiltered(self, query: str, tsquery: _SearchQuery, limit: int) -> list[Product]:
+    def _search_unfiltered(
+        self, plan: SelectPlan, query: str, tsquery: _SearchQuery, limit: int
+    ) -> list[Product]:
         """`search()` without filters: the same statement, written once, rows built directly.
 
         For a selective word the statement itself takes about 0.3 ms while compiling it
@@ -636,9 +528,9 @@ class ProductRepository(BaseRepository[Product]):
         200k products, docs/performance.md). This path sends the SQL the ORM path sends
         (live, active, the same match, rank and order) and builds each product and its
         category with `Model.from_db`, so they are ordinary instances: search_vector
-        deferred, `category` cached, `rank` set.
+        deferred, `category` cached, `rank` set (the shared `SelectPlan` row builder).
         """
-        sql = _unfiltered_search_sql(tsquery)
+        sql = _unfiltered_search_sql(plan, tsquery)
         params = (*tsquery.params, query, *tsquery.params, limit)
         with (
             translate_errors(Product, using=self.using),
@@ -646,7 +538,7 @@ class ProductRepository(BaseRepository[Product]):
         ):
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        return _build_products(self.using, rows)
+        return plan.build(self.using, rows, extra=("rank",))
 
     def _filtered(self, filters: Mapping[str, Any] | None) -> QuerySet[Product]:
         """Return live products narrowed by validated filters (no query yet)."""

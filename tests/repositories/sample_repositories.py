@@ -88,3 +88,13 @@ class SampleActiveProductRepository(SampleProductRepository):
 
     def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[Product]:
         return super().get_queryset(include_deleted=include_deleted).filter(is_active=True)
+
+
+class SampleChildCategoryRepository(BaseRepository[Category]):
+    """Categories with their (nullable, self-referencing) parent joined."""
+
+    model = Category
+    filterset_class = SampleCategoryFilterSet
+    sortable_fields = ("name", "slug", "created_at", "parent_id")
+    default_order = ("name",)
+    select_related = ("parent",)

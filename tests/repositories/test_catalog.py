@@ -487,8 +487,8 @@ class ActiveProductRepository(ProductRepository):
 
 
 def test_product_reads_honour_a_subclass_get_queryset(products):
-    # The hand-written reads mirror ProductRepository.get_queryset(); a subclass that
-    # narrows it must not be bypassed.
+    # The hand-written reads mirror the base get_queryset() (with search_vector in
+    # deferred_fields); a subclass that narrows it must not be bypassed.
     hidden = ProductFactory.create(name="Hidden lamp", is_active=False)
     shown = ProductFactory.create(name="Shown lamp")
     repository = ActiveProductRepository()
@@ -535,7 +535,8 @@ def _walk(pager, limit: int = 2) -> list[Product]:
 
 @pytest.mark.parametrize("order_by", [None, ["name"], ["-price"], ["created_at"], ["-sku"]])
 def test_product_paginate_cursor_without_filters_matches_the_orm_path(products, listing, order_by):
-    # No filters: hand-written SQL and from_db. A filter every product passes: the ORM.
+    # No filters: BaseRepository's hand-written SQL (SelectPlan) and from_db. A filter
+    # every product passes: the ORM.
     direct = _walk(
         lambda after, n: products.paginate_cursor(order_by=order_by, after=after, limit=n)
     )

@@ -8,7 +8,8 @@ class RepositoriesConfig(AppConfig):
     verbose_name = "Repositories"
 
     def ready(self) -> None:
-        """Wire query instrumentation on every database connection."""
-        from repositories import instrumentation
+        """Wire query instrumentation and fast loaders on every database connection."""
+        from repositories import adapters, instrumentation
 
         instrumentation.install()
+        adapters.install()

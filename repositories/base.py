@@ -414,7 +414,7 @@ class BaseRepository(Generic[ModelT]):
             and 1 <= limit <= _max_page_size()
             and not any(k.nullable or k.descending != keys[0].descending for k in keys)
         ):
-            return self.__paginate_direct(plan, keys, after, limit)
+            return self._paginate_direct(plan, keys, after, limit)
         limit = _check_int("limit", limit, minimum=1, maximum=_max_page_size())
         queryset, form_data = self.__filtered(filters, include_deleted)
         fingerprint = query_fingerprint(
@@ -437,22 +437,39 @@ class BaseRepository(Generic[ModelT]):
             next_cursor = encode_cursor([getattr(last, key.name) for key in keys], fingerprint)
         return CursorPage(items=items, next_cursor=next_cursor, has_next=has_next)
 
-    def __paginate_direct(
-        self, plan: SelectPlan, keys: Sequence[SortKey], after: str | None, limit: int
+    def _paginate_direct(
+        self,
+        plan: SelectPlan,
+        keys: Sequence[SortKey],
+        after: str | None,
+        limit: int,
+        *,
+        where: Sequence[str] = (),
+        where_params: Sequence[Any] = (),
+        form_data: Mapping[str, str] | None = None,
     ) -> CursorPage[ModelT]:
-        """paginate_cursor() without filters, by hand-written SQL (see its docstring)."""
-        # The fingerprint the ORM path computes without filters and include_deleted.
+        """paginate_cursor() by hand-written SQL (see its docstring), for live rows.
+
+        `keys` must be non-nullable and in one direction (the caller checks); a bad
+        `limit` raises InvalidQueryError as on the ORM path. `where` adds conditions on
+        the plan's tables with `where_params` bound; `form_data` is what the filters
+        those conditions express normalize to, so the cursors are the ones the ORM path
+        makes and accepts for these filters.
+        """
+        limit = _check_int("limit", limit, minimum=1, maximum=_max_page_size())
+        # The fingerprint the ORM path computes for these filters without include_deleted.
         fingerprint = query_fingerprint(
             self.model._meta.label,
             type(self).__qualname__,
             False,
-            [],
+            sorted((form_data or {}).items()),
             [(key.name, key.descending) for key in keys],
         )
         columns = [f'{plan.alias}."{key.field.column}"' for key in keys]
         descending = keys[0].descending
         conditions = [plan.live] if plan.live else []
-        params: list[Any] = []
+        conditions.extend(where)
+        params: list[Any] = list(where_params)
         if after is not None and after != "":
             params.extend(decode_cursor(after, fingerprint, keys))
             placeholders = ", ".join(["%s"] * len(keys))
@@ -787,6 +804,10 @@ class BaseRepository(Generic[ModelT]):
         """
         row = _one(self.get_queryset(include_deleted=include_deleted).filter(pk=pk))
         return fallback if row is None else row
+
+    def _sort_keys(self, order_by: object) -> tuple[SortKey, ...]:
+        """Return the validated sort keys of `order_by` (the default order for None)."""
+        return self.__keys(order_by)
 
     def __keys(self, order_by: object) -> tuple[SortKey, ...]:
         if order_by is None:

@@ -522,6 +522,51 @@ def test_history_for_user_breaks_placed_at_ties_by_id(orders):
     assert sorted(seen) == sorted(o.pk for o in same) and len(seen) == 3
 
 
+def _loaded(instance) -> dict:
+    deferred = instance.get_deferred_fields()
+    return {
+        f.attname: getattr(instance, f.attname)
+        for f in instance._meta.concrete_fields
+        if f.attname not in deferred
+    }
+
+
+def test_history_for_user_loads_what_the_orm_path_loads(orders, django_assert_num_queries):
+    user = UserFactory.create()
+    _orders_for(user, 4)
+    _orders_for(UserFactory.create(), 2)
+    with django_assert_num_queries(2):
+        page = orders.history_for_user(user.pk, limit=3)
+        shown = [
+            (order.user.email, [(i.order is order, i.product.sku) for i in order.items.all()])
+            for order in page.items
+        ]
+    orm = orders.paginate_cursor({"user": user.pk}, order_by=["-placed_at"], limit=3)
+    assert [o.pk for o in page.items] == [o.pk for o in orm.items]
+    assert page.next_cursor == orm.next_cursor and page.has_next
+    assert all(order_ok and email == user.email for email, items in shown for order_ok, _ in items)
+    for mine, theirs in zip(page.items, orm.items, strict=True):
+        assert _loaded(mine) == _loaded(theirs) and _loaded(mine.user) == _loaded(theirs.user)
+        mine_items, their_items = list(mine.items.all()), list(theirs.items.all())
+        assert [i.pk for i in mine_items] == [i.pk for i in their_items]
+        for item, expected in zip(mine_items, their_items, strict=True):
+            assert _loaded(item) == _loaded(expected)
+            assert _loaded(item.product) == _loaded(expected.product)
+            assert item.product.get_deferred_fields() == {"search_vector"}
+    # The cursors of both paths are interchangeable.
+    rest = orders.paginate_cursor(
+        {"user": user.pk}, order_by=["-placed_at"], after=page.next_cursor, limit=3
+    )
+    assert [o.pk for o in rest.items] == [
+        o.pk for o in orders.history_for_user(user.pk, after=orm.next_cursor, limit=3).items
+    ]
+    # The prefetched items still filter in the database, for this order only.
+    first = page.items[0]
+    some = first.items.all()[0]
+    with django_assert_num_queries(1):
+        assert [i.pk for i in first.items.filter(product=some.product_id)] == [some.pk]
+
+
 def test_history_for_user_rejects_bad_arguments(orders):
     user = UserFactory.create()
     with pytest.raises(NotFoundError):
@@ -530,6 +575,10 @@ def test_history_for_user_rejects_bad_arguments(orders):
         orders.history_for_user(user.pk, after="tampered")
     with pytest.raises(InvalidQueryError):
         orders.history_for_user(user.pk, limit=0)
+    with pytest.raises(InvalidQueryError):
+        orders.history_for_user(user.pk, limit=True)
+    with pytest.raises(InvalidQueryError):
+        orders.history_for_user(user.pk, limit=10_000)
     assert orders.history_for_user(uuid.uuid4()).items == []
 
 

@@ -213,3 +213,78 @@ def test_select_plan_leaves_deferred_fields_unloaded():
     assert built.get_deferred_fields() == {"search_vector"}
     assert built.rank == 7
     assert _values(built) == _values(Product.objects.defer("search_vector").get(pk=product.pk))
+
+
+def test_select_plan_leaves_deferred_fields_of_joined_models_unloaded():
+    product = ProductFactory.create()
+    plan = SelectPlan.for_model(Product, ["category"], deferred=["category__slug"])
+    assert plan is not None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {plan.columns} {plan.from_clause}")
+        (built,) = plan.build("default", cursor.fetchall())
+    expected = Product.objects.select_related("category").defer("category__slug")
+    expected_product = expected.get(pk=product.pk)
+    assert built.category.get_deferred_fields() == {"slug"}
+    assert _values(built.category) == _values(expected_product.category)
+    assert _values(built) == _values(expected_product)
+
+
+def _built_products(using: str = "default") -> list[Product]:
+    plan = SelectPlan.for_model(Product, ["category"], deferred=["search_vector"])
+    assert plan is not None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {plan.columns} {plan.from_clause} ORDER BY t0.sku")
+        return plan.build(using, cursor.fetchall())
+
+
+def test_select_plan_builds_instances_as_from_db_does():
+    ProductFactory.create(category=None)
+    ProductFactory.create()
+    loaded = Product.objects.select_related("category").defer("search_vector")
+    references = {product.pk: product for product in loaded}
+    for built in _built_products():
+        reference = references[built.pk]
+        assert type(built) is Product
+        assert (built._state.adding, built._state.db) == (False, "default")
+        assert built.get_deferred_fields() == reference.get_deferred_fields()
+        assert _values(built) == _values(reference)
+        # Unchanged when saved, like a loaded instance; the deferred field still loads.
+        assert (built.category is None) == (reference.category is None)
+    # Saved like a loaded instance (an UPDATE); a deferred field loads on access.
+    built.name = "renamed"
+    built.save(update_fields=["name"])
+    assert Product.objects.get(pk=built.pk).name == "renamed"
+    assert "'renam'" in built.search_vector
+
+
+def test_select_plan_uses_from_db_when_init_signals_listen():
+    ProductFactory.create()
+    seen: list[Any] = []
+
+    def listener(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append((sender, instance.sku))
+
+    models.signals.post_init.connect(listener, sender=Product)
+    try:
+        (built,) = [p for p in _built_products() if isinstance(p, Product)]
+    finally:
+        models.signals.post_init.disconnect(listener, sender=Product)
+    assert (Product, built.sku) in seen
+
+
+def test_select_plan_uses_from_db_for_models_with_their_own_init():
+    class Custom(models.Model):
+        name = models.CharField(max_length=10)
+
+        class Meta:
+            app_label = "domain"
+            managed = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.extra = "set by __init__"
+
+    plan = SelectPlan.for_model(Custom)
+    assert plan is not None
+    (built,) = plan.build("default", [(1, "x")])
+    assert (built.pk, built.name, built.extra) == (1, "x", "set by __init__")

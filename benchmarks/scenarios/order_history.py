@@ -1,8 +1,10 @@
-"""A page of a user's orders with items and products: history_for_user vs lazy ORM vs one SQL."""
+"""A page of a user's orders with items and products: history_for_user vs lazy ORM vs raw SQL."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.db.models import Model
 
 from benchmarks.context import BenchContext, repository
 from benchmarks.harness import (
@@ -16,8 +18,28 @@ from benchmarks.harness import (
     measure_interleaved,
 )
 from benchmarks.seed import HISTORY_EMAIL
-from domain.models import Order
+from domain.models import Order, OrderItem, Product, User
 
+
+def _columns(model: type[Model], alias: str, *, skip: tuple[str, ...] = ()) -> list[str]:
+    return [f"{alias}.{f.column}" for f in model._meta.concrete_fields if f.column not in skip]
+
+
+#: What history_for_user loads, by hand: the page of orders (one more row to know whether
+#: a next page exists) with their user, then the page's items with their products (the
+#: search vector aside). Two statements were faster than one join (2.6 vs 3.5 ms).
+ORDER_COLUMNS = _columns(Order, "o") + _columns(User, "u")
+ITEM_COLUMNS = _columns(OrderItem, "i") + _columns(Product, "p", skip=("search_vector",))
+PAGE_SQL = (
+    f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders o JOIN users u ON u.id = o.user_id"
+    " WHERE o.user_id = %s ORDER BY o.placed_at DESC, o.id DESC LIMIT %s"
+)
+ITEMS_SQL = (
+    f"SELECT {', '.join(ITEM_COLUMNS)} FROM order_items i JOIN products p ON p.id = i.product_id"
+    " WHERE i.order_id = ANY(%s) ORDER BY i.product_name, i.id"
+)
+#: Reference row: one statement returning only what a page displays.
+RAW_DISPLAY = "raw (display columns only)"
 RAW_SQL = """
 WITH page AS (
     SELECT id, number, status, total, placed_at FROM orders
@@ -56,6 +78,22 @@ def normalize_rows(rows: list[Any]) -> list[Any]:
     return [(a, b, c, sorted(items)) for a, b, c, items in out]
 
 
+def normalize_pages(result: tuple[list[Any], list[Any]]) -> list[Any]:
+    orders, items = result
+    column = {name: index for index, name in enumerate(ITEM_COLUMNS)}
+    by_order: dict[Any, list[Any]] = {order[0]: [] for order in orders}
+    for row in items:
+        by_order[row[column["i.order_id"]]].append(
+            tuple(
+                row[column[name]]
+                for name in ("i.product_id", "i.quantity", "i.line_total", "p.sku", "p.name")
+            )
+        )
+    number = ORDER_COLUMNS.index("o.number")
+    total = ORDER_COLUMNS.index("o.total")
+    return [(o[0], o[number], o[total], sorted(by_order[o[0]])) for o in orders]
+
+
 def run(ctx: BenchContext) -> ScenarioResult:
     scale = ctx.scale
     page = scale.history_page
@@ -82,10 +120,18 @@ def run(ctx: BenchContext) -> ScenarioResult:
     def naive_normalized(orders: list[Any]) -> list[Any]:
         return normalize_orders(orders)
 
+    def raw_page(uid: Any) -> tuple[list[Any], list[Any]]:
+        orders = raw.execute(PAGE_SQL, (uid, page + 1)).fetchall()[:page]
+        return orders, raw.execute(ITEMS_SQL, ([order[0] for order in orders],)).fetchall()
+
     variants = [
         Variant(NAIVE, naive, naive_normalized, repeat=max(2, scale.rounds)),
+        Variant(RAW, raw_page, normalize_pages, raw=raw),
         Variant(
-            RAW, lambda uid: raw.execute(RAW_SQL, (uid, page)).fetchall(), normalize_rows, raw=raw
+            RAW_DISPLAY,
+            lambda uid: raw.execute(RAW_SQL, (uid, page)).fetchall(),
+            normalize_rows,
+            raw=raw,
         ),
     ]
     repo_cls = repository("orders", "OrderRepository")

@@ -336,6 +336,8 @@ def test_create_rejects_non_string_field_names():
         ("stock_quantity", "x"),
         ("stock_quantity", -5),
         ("stock_quantity", 2**40),
+        ("stock_quantity", True),
+        ("price", False),
         ("is_active", "maybe"),
         ("name", None),
         ("sku", ""),

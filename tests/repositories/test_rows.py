@@ -240,6 +240,10 @@ def _built_products(using: str = "default") -> list[Product]:
 def test_select_plan_builds_instances_as_from_db_does():
     ProductFactory.create(category=None)
     ProductFactory.create()
+    plan = SelectPlan.for_model(Product, ["category"], deferred=["search_vector"])
+    assert plan is not None
+    # Both models keep Django's constructor: the values go straight into __dict__.
+    assert all(builder.plain for builder in plan._builders)
     loaded = Product.objects.select_related("category").defer("search_vector")
     references = {product.pk: product for product in loaded}
     for built in _built_products():
@@ -286,5 +290,6 @@ def test_select_plan_uses_from_db_for_models_with_their_own_init():
 
     plan = SelectPlan.for_model(Custom)
     assert plan is not None
+    assert not plan._builders[0].plain
     (built,) = plan.build("default", [(1, "x")])
     assert (built.pk, built.name, built.extra) == (1, "x", "set by __init__")

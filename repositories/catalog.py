@@ -412,29 +412,6 @@ class ProductRepository(BaseRepository[Product]):
                 movements,
             )
 
-    def find_by_id(self, id: object) -> Product | None:
-        """Return the live product with this key, or None (also for a malformed key).
-
-        One query for the product row alone (search vector deferred): the category is
-        not joined here. For a single row no N+1 is possible; `product.category` costs
-        at most one query on first access. Measured on 1M products (docs/performance.md),
-        the join made the lookup about 1.5x `objects.get()` (planning the join,
-        compiling its columns, a second instance); without it the lookup stays within
-        the 1.15x target. List reads (find_many, paginate*, search, in_category,
-        find_by_sku) still load the category with every product. A subclass that
-        changes get_queryset() gets the base lookup through it.
-        """
-        if type(self).get_queryset is not BaseRepository.get_queryset:
-            return super().find_by_id(id)
-        key = parse_uuid(id)
-        if key is None:
-            return None
-        queryset = Product.objects.using(self.using).defer("search_vector").filter(pk=key)
-        with translate_errors(Product, using=self.using):
-            # A LIMIT 1 fetch rather than .get(): same plan, no exception on a miss.
-            rows = list(queryset[:1])
-        return rows[0] if rows else None
-
     def _direct_plan(self, filters: object) -> SelectPlan | None:
         """The plan a read may use instead of the ORM: None with filters, or when
         get_queryset() cannot be written by hand (see BaseRepository.paginate_cursor)."""

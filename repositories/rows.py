@@ -146,6 +146,10 @@ class SelectPlan:
         self.from_clause = " ".join(clauses)
         #: Number of columns a row of this plan has (extra columns follow them).
         self.width = self.joins[-1].end if self.joins else len(self.names)
+        #: The live row with the primary key given as the only parameter.
+        pk_condition = f'{ALIAS}."{model._meta.pk.column}" = %s'
+        conditions = " AND ".join(c for c in (pk_condition, self.live) if c)
+        self.by_pk_sql = f"SELECT {self.columns} {self.from_clause} WHERE {conditions} LIMIT 1"
 
     @classmethod
     def for_model(

@@ -466,16 +466,19 @@ def test_search_without_filters_keeps_products_without_category(
         assert found[0].category is None
 
 
-def test_product_find_by_id_reads_the_product_alone(products, django_assert_num_queries):
+def test_product_find_by_id_loads_the_category_in_one_query(products, django_assert_num_queries):
     product = ProductFactory.create()
+    orphan = ProductFactory.create(category=None)
     with CaptureQueriesContext(connection) as captured:
         found = products.find_by_id(product.pk)
-    assert found == product
-    assert len(captured.captured_queries) == 1
-    assert "JOIN" not in captured.captured_queries[0]["sql"]
+        found_orphan = products.find_by_id(orphan.pk)
+    assert (found, found_orphan) == (product, orphan)
+    assert len(captured.captured_queries) == 2
+    assert "JOIN" in captured.captured_queries[0]["sql"]
     assert found.get_deferred_fields() == {"search_vector"}
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(0):
         assert found.category == product.category
+        assert found_orphan.category is None
     with django_assert_num_queries(0):
         assert products.find_by_id("not-a-key") is None
         assert products.find_by_id(None) is None

@@ -276,8 +276,8 @@ def _items_prefetch() -> Prefetch:
 
 
 @functools.cache
-def _history_plans() -> tuple[SelectPlan, SelectPlan]:
-    """The statements of `history_for_user`: orders with their user; items with products.
+def _order_plans() -> tuple[SelectPlan, SelectPlan]:
+    """The statements of order reads: orders with their user; items with their products.
 
     The products' search vector is left unloaded, as `_items_prefetch` leaves it.
     """
@@ -361,18 +361,27 @@ class OrderRepository(BaseRepository[Order]):
         Raises NotFoundError for an unknown or malformed id.
         """
         key = parse_uuid(order_id)
-        order = None
-        if key is not None:
-            order = (
-                Order.objects.using(self.using)
-                .select_related("user")
-                .prefetch_related(_items_prefetch())
-                .filter(pk=key)
-                .first()
-            )
-        if order is None:
+        condition = f'{SelectPlan.alias}."id" = %s'
+        found = self._orders_with_items(condition, [key]) if key is not None else []
+        if not found:
             raise NotFoundError("Order", order_id)
-        return order
+        return found[0]
+
+    def _orders_with_items(self, condition: str, params: Sequence[Any]) -> list[Order]:
+        """Return the orders matching `condition` (SQL on the orders table, aliased
+        `SelectPlan.alias`; values in `params`) with their user, items and products:
+        2 queries, as `history_for_user` loads them."""
+        orders_plan, items_plan = _order_plans()
+        sql = f"SELECT {orders_plan.columns} {orders_plan.from_clause} WHERE {condition}"
+        with (
+            translate_errors(Order, using=self.using, reading=True),
+            connections[self.using].cursor() as cursor,
+        ):
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        orders: list[Order] = orders_plan.build(self.using, rows)
+        self._load_items(items_plan, orders)
+        return orders
 
     def history_for_user(
         self, user_id: uuid.UUID | str, *, after: str | None = None, limit: int = 20
@@ -386,7 +395,7 @@ class OrderRepository(BaseRepository[Order]):
         key = parse_uuid(user_id)
         if key is None:
             raise NotFoundError("User", user_id)
-        orders_plan, items_plan = _history_plans()
+        orders_plan, items_plan = _order_plans()
         page = self._paginate_direct(
             orders_plan,
             self._sort_keys(["-placed_at"]),
@@ -520,13 +529,11 @@ class OrderRepository(BaseRepository[Order]):
         return value
 
     def _find_idempotent(self, user_id: uuid.UUID, key: str) -> Order | None:
-        return (
-            Order.objects.using(self.using)
-            .select_related("user")
-            .prefetch_related(_items_prefetch())
-            .filter(user_id=user_id, idempotency_key=key)
-            .first()
+        alias = SelectPlan.alias
+        found = self._orders_with_items(
+            f'{alias}."user_id" = %s AND {alias}."idempotency_key" = %s', [user_id, key]
         )
+        return found[0] if found else None
 
     def _place_order_once(self, user_id: uuid.UUID, lines: list[_Line], key: str | None) -> Order:
         with translate_errors(Order, using=self.using), _server_bound_cursor(self.using) as cursor:

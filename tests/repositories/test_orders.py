@@ -457,6 +457,23 @@ def test_get_with_items_loads_items_and_products_in_two_queries(orders, django_a
     assert len(names) == 4
 
 
+def test_get_with_items_loads_what_the_orm_prefetch_loads(orders):
+    from repositories.orders import _items_prefetch
+
+    order = OrderFactory.create()
+    OrderItemFactory.create_batch(3, order=order)
+    loaded = orders.get_with_items(order.pk)
+    expected = (
+        Order.objects.select_related("user").prefetch_related(_items_prefetch()).get(pk=order.pk)
+    )
+    assert _loaded(loaded) == _loaded(expected)
+    assert _loaded(loaded.user) == _loaded(expected.user)
+    pairs = list(zip(loaded.items.all(), expected.items.all(), strict=True))
+    assert [_loaded(a) for a, _ in pairs] == [_loaded(b) for _, b in pairs]
+    assert [_loaded(a.product) for a, _ in pairs] == [_loaded(b.product) for _, b in pairs]
+    assert all(a.product.get_deferred_fields() == {"search_vector"} for a, _ in pairs)
+
+
 def test_get_with_items_raises_not_found(orders):
     for key in (uuid.uuid4(), "nope", None):
         with pytest.raises(NotFoundError):

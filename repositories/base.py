@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, QuerySet
@@ -36,6 +35,7 @@ from repositories.pagination import (
     decode_cursor,
     encode_cursor,
     keyset_condition,
+    max_page_size,
     query_fingerprint,
 )
 from repositories.rows import SelectPlan
@@ -73,10 +73,6 @@ def _label_methods(cls: type) -> None:
         ):
             continue
         setattr(cls, name, _labelled(attribute, name))
-
-
-def _max_page_size() -> int:
-    return int(cast(int, settings.REPOSITORIES.get("MAX_PAGE_SIZE", 100)))
 
 
 def _check_int(name: str, value: object, *, minimum: int, maximum: int = _MAX_BIGINT) -> int:
@@ -379,7 +375,7 @@ class BaseRepository(Generic[ModelT]):
         """
         keys = self.__keys(order_by)
         page = _check_int("page", page, minimum=1)
-        page_size = _check_int("page_size", page_size, minimum=1, maximum=_max_page_size())
+        page_size = _check_int("page_size", page_size, minimum=1, maximum=max_page_size())
         queryset = self.__filtered(filters, include_deleted)[0]
         with translate_errors(self.model, using=self.using, reading=True):
             total = queryset.count()
@@ -423,11 +419,11 @@ class BaseRepository(Generic[ModelT]):
             and (filters is None or (isinstance(filters, Mapping) and not filters))
             and include_deleted is False
             and type(limit) is int
-            and 1 <= limit <= _max_page_size()
+            and 1 <= limit <= max_page_size()
             and not any(k.nullable or k.descending != keys[0].descending for k in keys)
         ):
             return self._paginate_direct(plan, keys, after, limit)
-        limit = _check_int("limit", limit, minimum=1, maximum=_max_page_size())
+        limit = _check_int("limit", limit, minimum=1, maximum=max_page_size())
         queryset, form_data = self.__filtered(filters, include_deleted)
         fingerprint = query_fingerprint(
             self.model._meta.label,
@@ -468,7 +464,7 @@ class BaseRepository(Generic[ModelT]):
         those conditions express normalize to, so the cursors are the ones the ORM path
         makes and accepts for these filters.
         """
-        limit = _check_int("limit", limit, minimum=1, maximum=_max_page_size())
+        limit = _check_int("limit", limit, minimum=1, maximum=max_page_size())
         # The fingerprint the ORM path computes for these filters without include_deleted.
         fingerprint = query_fingerprint(
             self.model._meta.label,

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import django_filters as filters
-from django.conf import settings
 from django.db import connections
 from django.db.models import BooleanField, FloatField, QuerySet
 from django.db.models.expressions import RawSQL
@@ -28,6 +27,7 @@ from repositories.errors import (
 )
 from repositories.filters import StrictFilterSet
 from repositories.keys import parse_uuid
+from repositories.pagination import max_page_size
 from repositories.rows import SelectPlan
 from repositories.transactions import atomic
 
@@ -53,10 +53,6 @@ MAX_TRUNCATION = 3
 
 _WORD = re.compile(r"[^\W_]+")
 _TOKEN = re.compile(r'"[^"]*"?|\S+')
-
-
-def _max_page_size() -> int:
-    return int(cast(int, settings.REPOSITORIES.get("MAX_PAGE_SIZE", 100)))
 
 
 def _require_uuid(entity: str, value: object) -> uuid.UUID:
@@ -471,7 +467,7 @@ class ProductRepository(BaseRepository[Product]):
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidQueryError({"limit": ["Limit must be a positive integer."]})
-        limit = min(limit, _max_page_size())
+        limit = min(limit, max_page_size())
         plan = self._direct_plan(filters)
         # Filters are validated even when the text has nothing to search.
         queryset = self._filtered(filters) if plan is None else None
@@ -595,7 +591,7 @@ class ProductRepository(BaseRepository[Product]):
             raise InvalidQueryError({"threshold": ["Threshold must be a non-negative integer."]})
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidQueryError({"limit": ["Limit must be a positive integer."]})
-        limit = min(limit, _max_page_size())
+        limit = min(limit, max_page_size())
         queryset = self.get_queryset().filter(is_active=True, stock_quantity__lte=threshold)
         return list(queryset.order_by("stock_quantity", "id")[:limit])
 

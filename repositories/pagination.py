@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -27,6 +27,13 @@ T = TypeVar("T")
 
 #: Cursors longer than this are refused before any decoding work.
 MAX_CURSOR_LENGTH = 4096
+
+
+def max_page_size() -> int:
+    """Return REPOSITORIES["MAX_PAGE_SIZE"] (100 when unset): the largest page or limit."""
+    return int(cast(int, settings.REPOSITORIES.get("MAX_PAGE_SIZE", 100)))
+
+
 _CURSOR_VERSION = 1
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         InvalidTransitionError,
         NotFoundError,
         QueryTimeoutError,
+        ReadOnlyDatabaseError,
         RepositoryError,
         StaleObjectError,
         TransactionConflictError,
@@ -65,6 +66,7 @@ _EXPORTS = {
     "RepositoryError": "repositories.errors",
     "StaleObjectError": "repositories.errors",
     "TransactionConflictError": "repositories.errors",
+    "ReadOnlyDatabaseError": "repositories.errors",
     "TransactionUsageError": "repositories.errors",
     "ValidationError": "repositories.errors",
 }
@@ -85,6 +87,7 @@ __all__ = [
     "Page",
     "ProductRepository",
     "QueryTimeoutError",
+    "ReadOnlyDatabaseError",
     "ReadOnlyRepositoryError",
     "RepositoryError",
     "RevenueRow",

@@ -8,8 +8,7 @@ class RepositoriesConfig(AppConfig):
     verbose_name = "Repositories"
 
     def ready(self) -> None:
-        """Wire query instrumentation and fast loaders on every database connection."""
-        from repositories import adapters, instrumentation
+        """Wire query instrumentation on every database connection."""
+        from repositories import instrumentation
 
         instrumentation.install()
-        adapters.install()

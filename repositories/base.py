@@ -38,7 +38,7 @@ from repositories.pagination import (
     max_page_size,
     query_fingerprint,
 )
-from repositories.rows import SelectPlan
+from repositories.transactions import check_deferred_constraints
 
 ModelT = TypeVar("ModelT", bound=models.Model)
 FuncT = TypeVar("FuncT", bound=Callable[..., Any])
@@ -52,11 +52,16 @@ _UUID_BATCH_SQL = "SELECT gen_random_uuid() FROM generate_series(1, %s)"
 
 
 def _labelled(func: FuncT, name: str) -> FuncT:
-    """Wrap a repository method so its queries carry `/* repo:Class.method */`."""
+    """Wrap a public repository method: its queries carry `/* repo:Class.method */` and
+    any database error it lets through becomes a RepositoryError (the connection is
+    discarded when it broke), so no public method can leak a raw driver error."""
 
     @functools.wraps(func)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with query_label(f"{type(self).__name__}.{name}"):
+        with (
+            query_label(f"{type(self).__name__}.{name}"),
+            translate_errors(self.model, using=self.using),
+        ):
             return func(self, *args, **kwargs)
 
     wrapper.__repository_labelled__ = True  # type: ignore[attr-defined]
@@ -112,9 +117,6 @@ class _ModelSpec:
     create_only: frozenset[str] = frozenset()
     #: The columns an INSERT writes (every concrete field except generated ones).
     insert_fields: tuple[models.Field[Any, Any], ...] = ()
-    #: The hand-written SELECT get_queryset() amounts to, or None when it cannot be
-    #: written from metadata (an overridden get_queryset, prefetches, `__` paths, ...).
-    select_plan: SelectPlan | None = None
 
 
 class BaseRepository(Generic[ModelT]):
@@ -219,10 +221,7 @@ class BaseRepository(Generic[ModelT]):
             insert_fields=tuple(f for f in meta.concrete_fields if not f.generated),
         )
         keys = cls._parse_order(spec, cls.default_order, source="default_order")
-        plan = None
-        if cls.get_queryset is BaseRepository.get_queryset and not cls.prefetch_related:
-            plan = SelectPlan.for_model(model, cls.select_related, deferred=cls.deferred_fields)
-        spec = dataclasses.replace(spec, default_keys=keys, select_plan=plan)
+        spec = dataclasses.replace(spec, default_keys=keys)
         cls._spec_cache = spec
         return spec
 
@@ -280,23 +279,11 @@ class BaseRepository(Generic[ModelT]):
     def find_by_id(self, id: object) -> ModelT | None:
         """Return the live row with this key, or None (also for a malformed key).
 
-        One query, plus one per `prefetch_related` lookup. When the repository has a
-        `SelectPlan` (see paginate_cursor) the statement is written once per class and
-        the row built directly: about half the time of `objects.get()` with its
-        `select_related` joins loaded (docs/performance.md).
+        One query, plus one per `prefetch_related` lookup.
         """
         pk = self.__coerce_pk(id)
         if pk is None:
             return None
-        plan = self._spec.select_plan
-        if plan is not None:
-            with (
-                translate_errors(self.model, using=self.using),
-                connections[self.using].cursor() as cursor,
-            ):
-                cursor.execute(plan.by_pk_sql, [pk])
-                rows = cursor.fetchall()
-            return plan.build(self.using, rows)[0] if rows else None
         with translate_errors(self.model, using=self.using):
             # A LIMIT 1 fetch rather than .get(): same plan, no exception on the miss path.
             rows = list(self.get_queryset().filter(pk=pk)[:1])
@@ -402,29 +389,31 @@ class BaseRepository(Generic[ModelT]):
         this order: a tampered, foreign or malformed cursor raises InvalidQueryError, as do
         a bad `limit` (1..MAX_PAGE_SIZE) and bad filters or sort fields. Rows inserted
         behind the cursor are never returned twice or skipped.
-
-        Without filters, for live rows, a valid limit and non-nullable sort keys all in
-        one direction, when get_queryset() is the base one with only single-level
-        foreign keys in `select_related` and no prefetches, the statement is written
-        from the validated keys and model metadata (`SelectPlan`, values always bound):
-        `ROW(keys) > ROW(%s, ...)` (the index range start), `ORDER BY keys LIMIT %s`,
-        and rows are built with `Model.from_db`. Rows, instances and cursors are the
-        ORM path's; compiling the query and the queryset machinery were about two
-        thirds of a page at depth 500k of 1M products.
         """
         keys = self.__keys(order_by)
-        plan = self._spec.select_plan
-        if (
-            plan is not None
-            and (filters is None or (isinstance(filters, Mapping) and not filters))
-            and include_deleted is False
-            and type(limit) is int
-            and 1 <= limit <= max_page_size()
-            and not any(k.nullable or k.descending != keys[0].descending for k in keys)
-        ):
-            return self._paginate_direct(plan, keys, after, limit)
         limit = _check_int("limit", limit, minimum=1, maximum=max_page_size())
         queryset, form_data = self.__filtered(filters, include_deleted)
+        return self._keyset_page(
+            queryset, keys, after, limit, form_data=form_data, include_deleted=include_deleted
+        )
+
+    def _keyset_page(
+        self,
+        queryset: QuerySet[ModelT],
+        keys: Sequence[SortKey],
+        after: object,
+        limit: int,
+        *,
+        form_data: Mapping[str, Any],
+        include_deleted: bool = False,
+    ) -> CursorPage[ModelT]:
+        """Return the keyset page of `queryset` after the cursor `after` (see paginate_cursor).
+
+        `form_data` is what the filters that narrowed `queryset` normalize to: the cursor
+        is bound to them, so a subclass narrowing the rows itself makes and accepts the
+        cursors `paginate_cursor` would for the equivalent filters.
+        """
+        limit = _check_int("limit", limit, minimum=1, maximum=max_page_size())
         fingerprint = query_fingerprint(
             self.model._meta.label,
             type(self).__qualname__,
@@ -439,63 +428,6 @@ class BaseRepository(Generic[ModelT]):
             rows = list(self.__ordered(queryset, keys)[: limit + 1])
         has_next = len(rows) > limit
         items = rows[:limit]
-        next_cursor = None
-        if has_next:
-            last = items[-1]
-            next_cursor = encode_cursor([getattr(last, key.name) for key in keys], fingerprint)
-        return CursorPage(items=items, next_cursor=next_cursor, has_next=has_next)
-
-    def _paginate_direct(
-        self,
-        plan: SelectPlan,
-        keys: Sequence[SortKey],
-        after: str | None,
-        limit: int,
-        *,
-        where: Sequence[str] = (),
-        where_params: Sequence[Any] = (),
-        form_data: Mapping[str, str] | None = None,
-    ) -> CursorPage[ModelT]:
-        """paginate_cursor() by hand-written SQL (see its docstring), for live rows.
-
-        `keys` must be non-nullable and in one direction (the caller checks); a bad
-        `limit` raises InvalidQueryError as on the ORM path. `where` adds conditions on
-        the plan's tables with `where_params` bound; `form_data` is what the filters
-        those conditions express normalize to, so the cursors are the ones the ORM path
-        makes and accepts for these filters.
-        """
-        limit = _check_int("limit", limit, minimum=1, maximum=max_page_size())
-        # The fingerprint the ORM path computes for these filters without include_deleted.
-        fingerprint = query_fingerprint(
-            self.model._meta.label,
-            type(self).__qualname__,
-            False,
-            sorted((form_data or {}).items()),
-            [(key.name, key.descending) for key in keys],
-        )
-        columns = [f'{plan.alias}."{key.field.column}"' for key in keys]
-        descending = keys[0].descending
-        conditions = [plan.live] if plan.live else []
-        conditions.extend(where)
-        params: list[Any] = list(where_params)
-        if after is not None and after != "":
-            params.extend(decode_cursor(after, fingerprint, keys))
-            placeholders = ", ".join(["%s"] * len(keys))
-            operator = "<" if descending else ">"
-            conditions.append(f"ROW({', '.join(columns)}) {operator} ROW({placeholders})")
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        direction = " DESC" if descending else " ASC"
-        order = ", ".join(column + direction for column in columns)
-        sql = f"SELECT {plan.columns} {plan.from_clause}{where} ORDER BY {order} LIMIT %s"
-        params.append(limit + 1)
-        with (
-            translate_errors(self.model, using=self.using, reading=True),
-            connections[self.using].cursor() as cursor,
-        ):
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        has_next = len(rows) > limit
-        items: list[ModelT] = plan.build(self.using, rows[:limit])
         next_cursor = None
         if has_next:
             last = items[-1]
@@ -784,13 +716,9 @@ class BaseRepository(Generic[ModelT]):
         atomic block is the outermost one its COMMIT checks them (inside the error
         mapping), so nothing is sent. `values` None means a delete (any reference).
         """
-        connection = connections[self.using]
-        if len(connection.atomic_blocks) <= 1:
-            return
         if values is not None and not any(self.__is_reference(key) for key in values):
             return
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+        check_deferred_constraints(self.using)
 
     def __is_reference(self, key: str) -> bool:
         field = self._spec.writable.get(key)

@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import django_filters as filters
 from django.db import connections
@@ -28,7 +28,6 @@ from repositories.errors import (
 from repositories.filters import StrictFilterSet
 from repositories.keys import parse_uuid
 from repositories.pagination import max_page_size
-from repositories.rows import SelectPlan
 from repositories.transactions import atomic
 
 __all__ = [
@@ -357,25 +356,6 @@ def build_search_query(text: str) -> _SearchQuery | None:
     return _SearchQuery(sql=" || ".join(parts), params=tuple(params))
 
 
-def _unfiltered_search_sql(plan: SelectPlan, tsquery: _SearchQuery) -> str:
-    """Return the SQL of `search()` without filters (the ORM path's statement, by hand).
-
-    `plan` is the repository's (live products with their preloads, the search vector
-    unloaded). Parameters, in order: the tsquery's, the raw text, the tsquery's again,
-    the limit. Only constants and the tsquery's placeholders go into the SQL.
-    """
-    vector = f"{plan.alias}.search_vector"
-    live = f"{plan.live} AND " if plan.live else ""
-    return (
-        f"SELECT {plan.columns},"
-        f" ts_rank_cd({vector}, ({tsquery.sql}))"
-        f" + ts_rank_cd({vector}, websearch_to_tsquery('english', %s)) AS rank"
-        f" {plan.from_clause}"
-        f" WHERE {live}{vector} @@ ({tsquery.sql}) AND {plan.alias}.is_active"
-        f" ORDER BY rank DESC, {plan.alias}.id ASC LIMIT %s"
-    )
-
-
 class ProductRepository(BaseRepository[Product]):
     """Read and write products, search them, and move their stock through the ledger.
 
@@ -407,13 +387,6 @@ class ProductRepository(BaseRepository[Product]):
                 ("product_id", "delta", "reason"),
                 movements,
             )
-
-    def _direct_plan(self, filters: object) -> SelectPlan | None:
-        """The plan a read may use instead of the ORM: None with filters, or when
-        get_queryset() cannot be written by hand (see BaseRepository.paginate_cursor)."""
-        if filters is None or (isinstance(filters, Mapping) and not filters):
-            return self._spec.select_plan
-        return None
 
     def find_by_sku(self, sku: str) -> Product | None:
         """Return the live product with this SKU (exact), or None (1 query)."""
@@ -468,14 +441,11 @@ class ProductRepository(BaseRepository[Product]):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidQueryError({"limit": ["Limit must be a positive integer."]})
         limit = min(limit, max_page_size())
-        plan = self._direct_plan(filters)
         # Filters are validated even when the text has nothing to search.
-        queryset = self._filtered(filters) if plan is None else None
+        queryset = self._filtered(filters)
         tsquery = build_search_query(query)
         if tsquery is None:
             return []
-        if plan is not None:
-            return self._search_unfiltered(plan, query, tsquery, limit)
         vector = f'"{Product._meta.db_table}"."search_vector"'
         # The SQL is built from constants only; every user-supplied word is a parameter.
         match = RawSQL(f"{vector} @@ ({tsquery.sql})", tsquery.params, BooleanField())  # noqa: S611
@@ -485,33 +455,10 @@ class ProductRepository(BaseRepository[Product]):
             (*tsquery.params, query),
             FloatField(),
         )
-        queryset = cast(QuerySet[Product], queryset).filter(match, is_active=True)
+        queryset = queryset.filter(match, is_active=True)
         queryset = queryset.annotate(rank=rank)
         with translate_errors(Product, using=self.using):
             return list(queryset.order_by("-rank", "id")[:limit])
-
-    def _search_unfiltered(
-        self, plan: SelectPlan, query: str, tsquery: _SearchQuery, limit: int
-    ) -> list[Product]:
-        """`search()` without filters: the same statement, written once, rows built directly.
-
-        For a selective word the statement itself takes about 0.3 ms while compiling it
-        through the ORM (annotation, two RawSQL, the category join) and building the
-        instances through the queryset machinery took about 1.2 ms more (profiled on
-        200k products, docs/performance.md). This path sends the SQL the ORM path sends
-        (live, active, the same match, rank and order) and builds each product and its
-        category with `Model.from_db`, so they are ordinary instances: search_vector
-        deferred, `category` cached, `rank` set (the shared `SelectPlan` row builder).
-        """
-        sql = _unfiltered_search_sql(plan, tsquery)
-        params = (*tsquery.params, query, *tsquery.params, limit)
-        with (
-            translate_errors(Product, using=self.using),
-            connections[self.using].cursor() as cursor,
-        ):
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        return plan.build(self.using, rows, extra=("rank",))
 
     def _filtered(self, filters: Mapping[str, Any] | None) -> QuerySet[Product]:
         """Return live products narrowed by validated filters (no query yet)."""

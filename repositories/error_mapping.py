@@ -21,12 +21,13 @@ from repositories.errors import (
     InvalidQueryError,
     NotFoundError,
     QueryTimeoutError,
+    ReadOnlyDatabaseError,
     RepositoryError,
     TransactionConflictError,
     ValidationError,
 )
 
-#: SQLSTATEs that a retrying transaction wrapper handles; they pass through untouched.
+#: SQLSTATEs that a retrying transaction wrapper (`transactional`) retries.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 #: SQLSTATEs (or classes, as two-character prefixes) meaning the connection is gone.
@@ -268,6 +269,8 @@ def _translate(exc: BaseException, model: Any) -> RepositoryError:
         return QueryTimeoutError("lock", f"lock timeout: {primary}")
     if state in RETRYABLE_SQLSTATES:
         return TransactionConflictError(1)
+    if state == "25006":
+        return ReadOnlyDatabaseError(f"read-only database: {primary}")
     if _is_unavailable(exc, state):
         return DatabaseUnavailableError(f"database unavailable: {primary}")
     if state is None and isinstance(exc, models.ProtectedError | models.RestrictedError):
@@ -300,10 +303,9 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
 
     Use as ``with translate_errors(model=Product):`` or ``@translate_errors()``. The original
     error is chained as ``__cause__``. Serialization failures and deadlocks (40001, 40P01)
-    pass through untouched while a transaction encloses the block, so an outer
-    ``transactional`` can retry them; with no enclosing transaction they become
-    TransactionConflictError(1). After a lost connection, the broken connection is closed
-    so the next call works.
+    become TransactionConflictError(1), which an enclosing ``transactional`` recognises
+    by the SQLSTATE of its cause and retries. After a lost connection, the broken
+    connection is closed so the next call works.
     """
 
     def __init__(
@@ -325,9 +327,8 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
         if exc is None or not isinstance(exc, DATABASE_ERRORS):
             return
         if is_retryable(exc):
-            if connections[self.using].in_atomic_block:
-                return  # the enclosing transaction (say, `transactional`) retries or fails
-            # Nothing encloses this call, so nothing could retry it: report it typed.
+            # Typed either way; an enclosing `transactional` still retries it, as the
+            # SQLSTATE travels in `__cause__` (see is_retryable).
             raise TransactionConflictError(1) from exc
         error = translate(exc, model=self.model, reading=self.reading)
         if isinstance(error, DatabaseUnavailableError):

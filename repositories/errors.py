@@ -90,7 +90,10 @@ class InvalidTransitionError(RepositoryError):
 
 
 class TransactionConflictError(RepositoryError):
-    """Serialization failures or deadlocks persisted through every retry."""
+    """A serialization failure or deadlock (SQLSTATE 40001/40P01) that was not retried
+    away: every attempt of `transactional` failed, or it happened inside a transaction
+    the caller opened (`attempts` 1; the caller's outermost `transactional`, if any,
+    retries it, as its `__cause__` keeps the SQLSTATE)."""
 
     def __init__(self, attempts: int) -> None:
         super().__init__(f"transaction conflicted on all {attempts} attempts")
@@ -107,6 +110,11 @@ class QueryTimeoutError(RepositoryError):
 
 class DatabaseUnavailableError(RepositoryError):
     """The connection was lost or none could be obtained (pool exhausted, server down)."""
+
+
+class ReadOnlyDatabaseError(RepositoryError):
+    """A write reached a read-only server or transaction (SQLSTATE 25006): a standby,
+    `default_transaction_read_only`, or `atomic(read_only=True)`."""
 
 
 class TransactionUsageError(RepositoryError):

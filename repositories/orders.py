@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -47,9 +46,9 @@ from repositories.errors import (
 )
 from repositories.filters import StrictFilterSet
 from repositories.keys import parse_uuid
+from repositories.loading import attach_prefetched, row_loader
 from repositories.pagination import CursorPage
-from repositories.rows import SelectPlan
-from repositories.transactions import atomic, transactional
+from repositories.transactions import atomic, check_deferred_constraints, transactional
 
 __all__ = [
     "MAX_LINE_QUANTITY",
@@ -113,16 +112,12 @@ def _column_list(alias: str, fields: Sequence[Field[Any, Any]]) -> str:
     return ", ".join(f'{alias}."{field.column}"' for field in fields)
 
 
-# The rows place_order turns into model instances, in Model.from_db order. The
+# The rows place_order turns into model instances (repositories.loading). The
 # products' generated search vector is left out (deferred): nothing here needs it.
 _USER_FIELDS = tuple(User._meta.concrete_fields)
 _PRODUCT_FIELDS = tuple(f for f in Product._meta.concrete_fields if not f.generated)
 _ORDER_FIELDS = tuple(Order._meta.concrete_fields)
 _ITEM_FIELDS = tuple(OrderItem._meta.concrete_fields)
-_USER_NAMES = tuple(f.attname for f in _USER_FIELDS)
-_PRODUCT_NAMES = tuple(f.attname for f in _PRODUCT_FIELDS)
-_ORDER_NAMES = tuple(f.attname for f in _ORDER_FIELDS)
-_ITEM_NAMES = tuple(f.attname for f in _ITEM_FIELDS)
 
 # Checks the user and locks the requested products in primary-key order, in one
 # statement: every writer takes the locks in the same order, so concurrent orders over
@@ -222,7 +217,6 @@ SELECT id, qty, stock_quantity FROM returned ORDER BY id
 """
 
 _ORDER_USER = Order._meta.get_field("user")
-_ITEM_ORDER = OrderItem._meta.get_field("order")
 _ITEM_PRODUCT = OrderItem._meta.get_field("product")
 
 
@@ -273,34 +267,6 @@ def _items_prefetch() -> Prefetch:
         .defer("product__search_vector")
         .order_by("product_name", "id"),
     )
-
-
-@functools.cache
-def _order_plans() -> tuple[SelectPlan, SelectPlan]:
-    """The statements of order reads: orders with their user; items with their products.
-
-    The products' search vector is left unloaded, as `_items_prefetch` leaves it.
-    """
-    orders = SelectPlan.for_model(Order, ("user",))
-    items = SelectPlan.for_model(OrderItem, ("product",), deferred=("product__search_vector",))
-    if orders is None or items is None:  # pragma: no cover - fixed by the domain models
-        raise RuntimeError("Orders and items are no longer plain tables with plain keys.")
-    return orders, items
-
-
-def _attach_items(order: Order, items: list[OrderItem]) -> None:
-    """Store `items` as `order`'s prefetched items, each with `order` cached on it.
-
-    What Django's prefetch_related stores (see prefetch_one_level): the related
-    manager's queryset with its result cache filled, so `order.items.all()` needs no
-    query and further filtering still queries the database.
-    """
-    for item in items:
-        _ITEM_ORDER.set_cached_value(item, order)
-    prefetched = order.items._apply_rel_filters(_ITEMS_QUERYSET)  # type: ignore[attr-defined]
-    prefetched._result_cache = items
-    prefetched._prefetch_done = True
-    order._prefetched_objects_cache = {"items": prefetched}  # type: ignore[attr-defined]
 
 
 #: The queryset of `_items_prefetch`, the base of every order's prefetched items.
@@ -361,27 +327,10 @@ class OrderRepository(BaseRepository[Order]):
         Raises NotFoundError for an unknown or malformed id.
         """
         key = parse_uuid(order_id)
-        condition = f'{SelectPlan.alias}."id" = %s'
-        found = self._orders_with_items(condition, [key]) if key is not None else []
-        if not found:
+        found = self.find_by_id(key) if key is not None else None
+        if found is None:
             raise NotFoundError("Order", order_id)
-        return found[0]
-
-    def _orders_with_items(self, condition: str, params: Sequence[Any]) -> list[Order]:
-        """Return the orders matching `condition` (SQL on the orders table, aliased
-        `SelectPlan.alias`; values in `params`) with their user, items and products:
-        2 queries, as `history_for_user` loads them."""
-        orders_plan, items_plan = _order_plans()
-        sql = f"SELECT {orders_plan.columns} {orders_plan.from_clause} WHERE {condition}"
-        with (
-            translate_errors(Order, using=self.using, reading=True),
-            connections[self.using].cursor() as cursor,
-        ):
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        orders: list[Order] = orders_plan.build(self.using, rows)
-        self._load_items(items_plan, orders)
-        return orders
+        return found
 
     def history_for_user(
         self, user_id: uuid.UUID | str, *, after: str | None = None, limit: int = 20
@@ -390,49 +339,20 @@ class OrderRepository(BaseRepository[Order]):
 
         Items and their products are loaded with the page in one more query, so the
         count does not grow with the number of orders. Pass `next_cursor` as `after`
-        for the next page. Unknown users get an empty page; malformed ids NotFoundError.
+        for the next page; the cursors are those of `paginate_cursor({"user": user_id},
+        order_by=["-placed_at"])`. Unknown users get an empty page; malformed ids
+        NotFoundError.
         """
         key = parse_uuid(user_id)
         if key is None:
             raise NotFoundError("User", user_id)
-        orders_plan, items_plan = _order_plans()
-        page = self._paginate_direct(
-            orders_plan,
+        return self._keyset_page(
+            self.get_queryset().filter(user_id=key),
             self._sort_keys(["-placed_at"]),
             after,
             limit,
-            where=[f'{orders_plan.alias}."user_id" = %s'],
-            where_params=[key],
             form_data={"user": str(key)},
         )
-        self._load_items(items_plan, page.items)
-        return page
-
-    def _load_items(self, plan: SelectPlan, orders: Sequence[Order]) -> None:
-        """Load the items of `orders` with their products in one query, as the prefetch does.
-
-        Hand-written (`SelectPlan`, the keys bound as one array) because compiling the
-        prefetch and the queryset machinery cost about three quarters of a history page
-        (profiled; docs/performance.md). Items are ordered as `_items_prefetch` orders them.
-        """
-        if not orders:
-            return
-        by_order: dict[uuid.UUID, list[OrderItem]] = {order.pk: [] for order in orders}
-        sql = (
-            f"SELECT {plan.columns} {plan.from_clause}"
-            f' WHERE {plan.alias}."order_id" = ANY(%s)'
-            f' ORDER BY {plan.alias}."product_name", {plan.alias}."id"'
-        )
-        with (
-            translate_errors(OrderItem, using=self.using, reading=True),
-            connections[self.using].cursor() as cursor,
-        ):
-            cursor.execute(sql, [list(by_order)])
-            rows = cursor.fetchall()
-        for item in plan.build(self.using, rows):
-            by_order[item.order_id].append(item)
-        for order in orders:
-            _attach_items(order, by_order[order.pk])
 
     # --- placing orders --------------------------------------------------------------
 
@@ -529,10 +449,10 @@ class OrderRepository(BaseRepository[Order]):
         return value
 
     def _find_idempotent(self, user_id: uuid.UUID, key: str) -> Order | None:
-        alias = SelectPlan.alias
-        found = self._orders_with_items(
-            f'{alias}."user_id" = %s AND {alias}."idempotency_key" = %s', [user_id, key]
-        )
+        """Return the user's order placed with this idempotency key, items loaded (2 queries)."""
+        queryset = self.get_queryset().filter(user_id=user_id, idempotency_key=key)
+        with translate_errors(Order, using=self.using, reading=True):
+            found = list(queryset[:1])
         return found[0] if found else None
 
     def _place_order_once(self, user_id: uuid.UUID, lines: list[_Line], key: str | None) -> Order:
@@ -541,14 +461,12 @@ class OrderRepository(BaseRepository[Order]):
             rows = cursor.fetchall()
             if not rows:
                 raise NotFoundError("User", user_id)
-            user = User.from_db(self.using, _USER_NAMES, rows[0][: len(_USER_NAMES)])
+            split = len(_USER_FIELDS)
+            user = row_loader(User, _USER_FIELDS, self.using)(rows[0][:split])
+            load_product = row_loader(Product, _PRODUCT_FIELDS, self.using)
             products = {
                 product.pk: product
-                for product in (
-                    Product.from_db(self.using, _PRODUCT_NAMES, row[len(_USER_NAMES) :])
-                    for row in rows
-                    if row[len(_USER_NAMES)] is not None
-                )
+                for product in (load_product(row[split:]) for row in rows if row[split] is not None)
             }
             try:
                 currency = self._check_products(lines, products)
@@ -659,14 +577,15 @@ class OrderRepository(BaseRepository[Order]):
         The same objects `get_with_items` would load, without reading them again: the
         products carry their stock and `updated_at` after the sale.
         """
-        order_end = len(_ORDER_NAMES)
-        item_end = order_end + len(_ITEM_NAMES)
-        order = Order.from_db(self.using, _ORDER_NAMES, rows[0][:order_end])
+        order_end = len(_ORDER_FIELDS)
+        item_end = order_end + len(_ITEM_FIELDS)
+        order = row_loader(Order, _ORDER_FIELDS, self.using)(rows[0][:order_end])
         _ORDER_USER.set_cached_value(order, user)
         quantities = {line.product_id: line.quantity for line in lines}
+        load_item = row_loader(OrderItem, _ITEM_FIELDS, self.using)
         items = []
         for row in rows:
-            item = OrderItem.from_db(self.using, _ITEM_NAMES, row[order_end:item_end])
+            item = load_item(row[order_end:item_end])
             product = products[item.product_id]
             stock, updated_at = row[item_end:]
             if stock is None:  # pragma: no cover - the rows are locked and were checked
@@ -676,7 +595,7 @@ class OrderRepository(BaseRepository[Order]):
             product.stock_quantity, product.updated_at = stock, updated_at
             _ITEM_PRODUCT.set_cached_value(item, product)
             items.append(item)
-        _attach_items(order, items)
+        attach_prefetched(order, "items", items, _ITEMS_QUERYSET)
         return order
 
     @staticmethod
@@ -768,6 +687,7 @@ class OrderRepository(BaseRepository[Order]):
                 actor_id=actor_id,
                 note=note,
             )
+            check_deferred_constraints(self.using)  # an unknown actor fails here, typed
             record(audit, using=self.using)
         return order
 

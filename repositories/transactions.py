@@ -15,8 +15,19 @@ from typing import ParamSpec, TypeVar, overload
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from repositories.error_mapping import sqlstate_of, translate
-from repositories.errors import TransactionConflictError, TransactionUsageError
+from repositories.error_mapping import (
+    DATABASE_ERRORS,
+    discard_broken_connection,
+    is_retryable,
+    sqlstate_of,
+    translate,
+)
+from repositories.errors import (
+    DatabaseUnavailableError,
+    RepositoryError,
+    TransactionConflictError,
+    TransactionUsageError,
+)
 
 logger = logging.getLogger("repositories.transactions")
 
@@ -28,10 +39,6 @@ ISOLATION_LEVELS = {
     "repeatable read": "REPEATABLE READ",
     "serializable": "SERIALIZABLE",
 }
-# Serialization failure and deadlock: the whole transaction may succeed when run again.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
-# Timeouts this module sets; they are reported as QueryTimeoutError by error_mapping.
-_TIMEOUT_SQLSTATES = frozenset({"57014", "55P03"})
 
 _MAX_TIMEOUT_MS = 2**31 - 1  # PostgreSQL's limit for both settings
 
@@ -75,20 +82,24 @@ class Atomic(ContextDecorator):
     def __enter__(self) -> Atomic:
         connection = transaction.get_connection(self.using)
         outermost = not connection.in_atomic_block
-        if not outermost and (self.isolation or self.read_only):
-            self._check_running_transaction(connection)
         django_block = transaction.atomic(using=self.using)
-        django_block.__enter__()
+        with _typed_errors(connection):
+            if not outermost and (self.isolation or self.read_only):
+                self._check_running_transaction(connection)
+            # BEGIN: connecting (or a pool checkout that times out) happens here.
+            django_block.__enter__()
         restore: dict[str, str] = {}
         try:
-            if outermost and (self.isolation or self.read_only):
-                self._set_transaction(connection)
-            if self.statement_timeout is not None or self.lock_timeout is not None:
-                previous = self._set_timeouts(connection)
-                if not outermost:
-                    restore = previous
+            with _typed_errors(connection):
+                if outermost and (self.isolation or self.read_only):
+                    self._set_transaction(connection)
+                if self.statement_timeout is not None or self.lock_timeout is not None:
+                    previous = self._set_timeouts(connection)
+                    if not outermost:
+                        restore = previous
         except BaseException as exc:
-            django_block.__exit__(type(exc), exc, exc.__traceback__)
+            with _typed_errors(connection):
+                django_block.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._frames.append((django_block, connection, restore))
         return self
@@ -100,17 +111,20 @@ class Atomic(ContextDecorator):
         tb: TracebackType | None,
     ) -> None:
         django_block, connection, restore = self._frames.pop()
-        if exc_type is None and restore and not connection.needs_rollback:
-            # SET LOCAL in a savepoint outlives RELEASE: put the enclosing values back.
-            # (A rollback to the savepoint undoes it by itself.)
-            try:
-                _set_config(connection, restore)
-            except BaseException as error:
-                django_block.__exit__(type(error), error, error.__traceback__)
-                raise
-        django_block.__exit__(exc_type, exc, tb)
-        if isinstance(exc, DatabaseError) and sqlstate_of(exc) in _TIMEOUT_SQLSTATES:
-            raise translate(exc) from exc
+        with _typed_errors(connection):
+            if exc_type is None and restore and not connection.needs_rollback:
+                # SET LOCAL in a savepoint outlives RELEASE: put the enclosing values back.
+                # (A rollback to the savepoint undoes it by itself.)
+                try:
+                    _set_config(connection, restore)
+                except BaseException as error:
+                    django_block.__exit__(type(error), error, error.__traceback__)
+                    raise
+            # COMMIT (or ROLLBACK) happens here.
+            django_block.__exit__(exc_type, exc, tb)
+        if isinstance(exc, DATABASE_ERRORS):
+            # A database error raised by the block's own statements leaves typed too.
+            _raise_typed(exc, connection)
 
     def _check_running_transaction(self, connection: BaseDatabaseWrapper) -> None:
         if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
@@ -229,11 +243,15 @@ def transactional(
                 try:
                     with atomic(using, isolation=isolation):
                         return func(*args, **kwargs)
-                except DatabaseError as exc:
-                    if sqlstate_of(exc) not in RETRYABLE_SQLSTATES:
+                except (DatabaseError, RepositoryError) as exc:
+                    # Raw or already typed (TransactionConflictError keeps the SQLSTATE
+                    # in its cause): a serialization failure or deadlock is retried.
+                    if not is_retryable(exc):
                         raise
                     if attempt == max_attempts:
-                        raise TransactionConflictError(max_attempts) from exc
+                        # Chained to the database's own error, not to a typed wrapper.
+                        cause = exc.__cause__ if isinstance(exc, RepositoryError) else exc
+                        raise TransactionConflictError(max_attempts) from cause
                     pause = backoff_seconds(attempt)
                     logger.info(
                         "retrying %s after %s (attempt %d of %d, pause %.3f s)",
@@ -249,6 +267,21 @@ def transactional(
         return run
 
     return decorate
+
+
+def check_deferred_constraints(using: str | None = None) -> None:
+    """Check deferred constraints (Django's foreign keys) now when a caller's transaction
+    is open, so a violation fails inside the repository call that caused it rather than
+    at the caller's COMMIT, outside any repository.
+
+    When the repository's own block is the outermost one its COMMIT checks them (inside
+    the error mapping), so nothing is sent.
+    """
+    connection = transaction.get_connection(using)
+    if len(connection.atomic_blocks) <= 1:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -281,6 +314,33 @@ def _timeout_ms(name: str, value: Timeout) -> int | None:
             f"{name} must be a timedelta or milliseconds in 0..{_MAX_TIMEOUT_MS}, not {value!r}"
         )
     return value
+
+
+class _typed_errors(ContextDecorator):  # lower case: used like a function
+    """Raise database errors of the block (BEGIN, SET, COMMIT) as RepositoryErrors."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, DATABASE_ERRORS):
+            _raise_typed(exc, self.connection)
+
+
+def _raise_typed(exc: BaseException, connection: BaseDatabaseWrapper) -> None:
+    """Raise the RepositoryError for `exc`, discarding the connection when it broke."""
+    error = TransactionConflictError(1) if is_retryable(exc) else translate(exc)
+    if isinstance(error, DatabaseUnavailableError):
+        discard_broken_connection(connection.alias)
+    raise error from exc
 
 
 def _set_config(connection: BaseDatabaseWrapper, values: dict[str, str]) -> dict[str, str]:

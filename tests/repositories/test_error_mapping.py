@@ -146,11 +146,12 @@ def test_translate_errors_chains_the_original_error():
 
 
 @pytest.mark.django_db
-def test_translate_errors_lets_retryable_errors_through_inside_a_transaction():
+def test_translate_errors_types_retryable_errors_inside_a_transaction_keeping_the_sqlstate():
     original = wrapped(OperationalError, pg.SerializationFailure("retry"))
-    with pytest.raises(OperationalError) as caught, translate_errors():
+    with pytest.raises(TransactionConflictError) as caught, translate_errors():
         raise original
-    assert caught.value is original
+    assert caught.value.__cause__ is original
+    assert is_retryable(caught.value)  # what `transactional` checks before retrying
 
 
 def test_translate_errors_types_retryable_errors_when_no_transaction_encloses_it():

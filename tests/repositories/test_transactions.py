@@ -15,9 +15,13 @@ from domain.models import SystemConfig
 from repositories import transactions
 from repositories.error_mapping import sqlstate_of
 from repositories.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
     QueryTimeoutError,
+    ReadOnlyDatabaseError,
     TransactionConflictError,
     TransactionUsageError,
+    ValidationError,
 )
 from repositories.transactions import atomic, backoff_seconds, transactional
 from tests.factories import SystemConfigFactory
@@ -188,7 +192,7 @@ def test_atomic_isolation_is_the_first_statement_of_the_transaction(django_asser
 def test_atomic_read_only_refuses_writes():
     with atomic(read_only=True, isolation="repeatable read"):
         assert _setting("transaction_read_only") == "on"
-        with pytest.raises(DatabaseError) as raised, atomic():
+        with pytest.raises(ReadOnlyDatabaseError) as raised, atomic():
             SystemConfigFactory.create()
     assert sqlstate_of(raised.value) == "25006"
     assert not SystemConfig.objects.exists()
@@ -467,8 +471,9 @@ def test_transactional_does_not_retry_a_unique_violation(no_sleep):
         calls.append(1)
         SystemConfig.objects.create(key="taken")
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ConflictError) as raised:
         insert_duplicate()
+    assert isinstance(raised.value.__cause__, IntegrityError)
     assert calls == [1]
     assert no_sleep == []
 
@@ -482,7 +487,7 @@ def test_transactional_does_not_retry_a_check_violation():
         calls.append(1)
         SystemConfig.objects.create(key="bad key!")
 
-    with pytest.raises(IntegrityError) as raised:
+    with pytest.raises(ValidationError) as raised:
         insert_invalid()
     assert sqlstate_of(raised.value) == "23514"
     assert calls == [1]
@@ -497,10 +502,10 @@ def test_transactional_never_retries_inside_an_outer_transaction(no_sleep):
         calls.append(1)
         _raise_serialization_failure()
 
-    with pytest.raises(DatabaseError) as raised, atomic():
+    with pytest.raises(TransactionConflictError) as raised, atomic():
         conflicts()
-    assert sqlstate_of(raised.value) == "40001"
-    assert not isinstance(raised.value, TransactionConflictError)
+    assert sqlstate_of(raised.value) == "40001"  # an outermost `transactional` retries it
+    assert raised.value.attempts == 1
     assert calls == [1]
     assert no_sleep == []
 
@@ -583,10 +588,9 @@ def _kill_backend_of(conn: Any) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_atomic_leaves_no_open_block_when_setting_up_the_transaction_fails():
     _kill_backend_of(connection)
-    with pytest.raises(DatabaseError), atomic(isolation="serializable"):
+    with pytest.raises(DatabaseUnavailableError), atomic(isolation="serializable"):
         pass  # pragma: no cover - never entered
     assert connection.in_atomic_block is False
-    connection.close()
     with atomic(isolation="serializable"):  # the next block gets a working connection
         assert _setting("transaction_isolation") == "serializable"
 
@@ -594,12 +598,11 @@ def test_atomic_leaves_no_open_block_when_setting_up_the_transaction_fails():
 @pytest.mark.django_db(transaction=True)
 def test_atomic_rolls_back_when_restoring_the_outer_timeout_fails():
     with (
-        pytest.raises(DatabaseError),
+        pytest.raises(DatabaseUnavailableError),
         atomic(statement_timeout=5000),
         atomic(statement_timeout=100),
     ):
         SystemConfigFactory.create(key="lost")
         _kill_backend_of(connection)
     assert connection.in_atomic_block is False
-    connection.close()
     assert not SystemConfig.objects.exists()

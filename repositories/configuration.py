@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 import django_filters as filters
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connections, transaction
 from django.utils import timezone
@@ -18,6 +17,7 @@ from psycopg.types.json import Jsonb
 from domain.models import SystemConfig
 from repositories.audit import REDACTED, AuditEntry, current_audit_state, entity_type_of, record
 from repositories.base import BaseRepository
+from repositories.conf import setting
 from repositories.error_mapping import translate_errors
 from repositories.errors import (
     InvalidQueryError,
@@ -34,7 +34,6 @@ _KEY_MAX_LENGTH = SystemConfig._meta.get_field("key").max_length or 128
 _ENTITY = entity_type_of(SystemConfig)
 _SECRET_KEY_NAME = re.compile(r"secret|token|password", re.IGNORECASE)
 _CACHE_PREFIX = "repositories:system_config"
-_DEFAULT_CACHE_SECONDS = 300
 
 _INSERT_SQL = (
     "INSERT INTO system_config "
@@ -270,8 +269,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
 
 
 def _cache_seconds() -> int:
-    config = getattr(settings, "REPOSITORIES", {}) or {}
-    return int(config.get("CONFIG_CACHE_SECONDS", _DEFAULT_CACHE_SECONDS))
+    return setting("CONFIG_CACHE_SECONDS")
 
 
 def _well_formed(key: str) -> bool:

@@ -12,17 +12,17 @@ from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
-from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
+from repositories.conf import setting
+
 logger = logging.getLogger("repositories.queries")
 
 _label: ContextVar[str | None] = ContextVar("repositories_query_label", default=None)
 _UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.:\-]")
-_DEFAULT_SLOW_QUERY_MS = 200
 
 # Seconds; read once from settings and refreshed when a test overrides REPOSITORIES.
 _slow_query_seconds: float | None = None
@@ -119,8 +119,7 @@ def _log_slow_query(
 
 def _load_threshold() -> float:
     global _slow_query_seconds
-    config = getattr(settings, "REPOSITORIES", {}) or {}
-    _slow_query_seconds = float(config.get("SLOW_QUERY_MS", _DEFAULT_SLOW_QUERY_MS)) / 1000.0
+    _slow_query_seconds = setting("SLOW_QUERY_MS") / 1000.0
     return _slow_query_seconds
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -21,6 +21,7 @@ from django.db.models import BooleanField, Q
 from django.db.models.expressions import Expression, F, Value
 from django.db.models.sql.compiler import SQLCompiler
 
+from repositories.conf import setting
 from repositories.errors import InvalidQueryError
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ MAX_CURSOR_LENGTH = 4096
 
 def max_page_size() -> int:
     """Return REPOSITORIES["MAX_PAGE_SIZE"] (100 when unset): the largest page or limit."""
-    return int(cast(int, settings.REPOSITORIES.get("MAX_PAGE_SIZE", 100)))
+    return setting("MAX_PAGE_SIZE")
 
 
 _CURSOR_VERSION = 1
@@ -106,7 +107,7 @@ class SortKey:
 
 
 def _secret() -> bytes:
-    configured = settings.REPOSITORIES.get("CURSOR_SECRET") or settings.SECRET_KEY
+    configured = setting("CURSOR_SECRET") or settings.SECRET_KEY
     return hashlib.sha256(b"repositories.cursor:" + str(configured).encode()).digest()
 
 

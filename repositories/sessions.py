@@ -8,10 +8,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import django_filters as filters
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_ipv46_address
 from django.db import connections
@@ -22,6 +21,7 @@ from django.utils import timezone
 from domain.models import User, UserSession
 from repositories.audit import AuditEntry, entity_type_of, record, snapshot
 from repositories.base import BaseRepository
+from repositories.conf import setting
 from repositories.error_mapping import translate_errors
 from repositories.errors import NotFoundError, ValidationError
 from repositories.filters import StrictFilterSet
@@ -130,7 +130,7 @@ class SessionRepository(BaseRepository[UserSession]):
         """Open a session for a live, active user; return it and its token.
 
         The token (256 bits from `secrets`) is returned once and never stored: keep it.
-        `ttl` (at least a second) defaults to settings.REPOSITORIES["SESSION_TTL_SECONDS"];
+        `ttl` (at least a second) defaults to REPOSITORIES["SESSION_TTL_SECONDS"] (14 days);
         `user_agent` is kept to its first USER_AGENT_MAX_LENGTH characters.
         Raises NotFoundError for an unknown, malformed or deleted user, ValidationError
         for an inactive user or bad arguments. Queries: the user, then the insert and its
@@ -331,7 +331,7 @@ class SessionRepository(BaseRepository[UserSession]):
 
 def _ttl(ttl: object) -> timedelta:
     if ttl is None:
-        return timedelta(seconds=cast(int, settings.REPOSITORIES["SESSION_TTL_SECONDS"]))
+        return timedelta(seconds=setting("SESSION_TTL_SECONDS"))
     if not isinstance(ttl, timedelta) or ttl < _MIN_TTL:
         raise ValidationError({"ttl": ["Enter a timedelta of at least one second."]})
     return ttl

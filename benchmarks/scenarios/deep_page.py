@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
@@ -27,6 +26,7 @@ from benchmarks.harness import (
 )
 from benchmarks.scenarios.pk_lookup import CATEGORY_COLUMNS, PRODUCT_COLUMNS, SELECT_SQL
 from domain.models import Product
+from repositories.pagination import max_page_size
 
 PAGE = 20
 ORDER = ["created_at"]
@@ -138,7 +138,7 @@ def _cursor_at_depth(ctx: BenchContext, repo: Any, depth: int) -> str:
     The cursor is opaque and signed, so the only honest way to get one at depth is to
     page there, which also checks that paging returns each row once, in order.
     """
-    step = int(str(settings.REPOSITORIES["MAX_PAGE_SIZE"]))
+    step = max_page_size()
     seen = 0
     cursor = None
     last = None

@@ -1,0 +1,76 @@
+"""The layer's settings (keys of the `REPOSITORIES` Django setting) and their defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final, Literal, overload
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+#: Every key the layer reads, with the value used when the project does not set it.
+#: A project without a `REPOSITORIES` setting gets all of these.
+DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "SLOW_QUERY_MS": 200,  # statements at least this slow are logged
+        "MAX_PAGE_SIZE": 100,  # cap on page_size / limit
+        "CURSOR_SECRET": "",  # empty: cursors are signed with a key derived from SECRET_KEY
+        "SESSION_TTL_SECONDS": 14 * 24 * 3600,  # default lifetime of a user session
+        "CONFIG_CACHE_SECONDS": 300,  # SystemConfigRepository.get cache lifetime; 0: no cache
+    }
+)
+
+# The smallest accepted value of each numeric key.
+_MINIMUM: Final[Mapping[str, int]] = MappingProxyType(
+    {"SLOW_QUERY_MS": 0, "MAX_PAGE_SIZE": 1, "SESSION_TTL_SECONDS": 1, "CONFIG_CACHE_SECONDS": 0}
+)
+
+
+@overload
+def setting(name: Literal["SLOW_QUERY_MS"]) -> float: ...
+@overload
+def setting(
+    name: Literal["MAX_PAGE_SIZE", "SESSION_TTL_SECONDS", "CONFIG_CACHE_SECONDS"],
+) -> int: ...
+@overload
+def setting(name: Literal["CURSOR_SECRET"]) -> str: ...
+def setting(name: str) -> Any:
+    """Return `settings.REPOSITORIES[name]`, or its default when the project leaves it out.
+
+    Raises KeyError for a name the layer does not read, and ImproperlyConfigured when
+    `REPOSITORIES` is not a mapping, holds a key the layer does not know (a typo would
+    otherwise be ignored silently), or holds a value of the wrong type or range.
+    """
+    if name not in DEFAULTS:
+        raise KeyError(f"{name!r} is not a repositories setting; known: {', '.join(DEFAULTS)}")
+    configured = getattr(settings, "REPOSITORIES", None)
+    if configured is None:
+        return DEFAULTS[name]
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured("The REPOSITORIES setting must be a dict.")
+    unknown = configured.keys() - DEFAULTS.keys()
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown REPOSITORIES keys: {', '.join(sorted(map(str, unknown)))}; "
+            f"known: {', '.join(DEFAULTS)}."
+        )
+    if name not in configured:
+        return DEFAULTS[name]
+    return _checked(name, configured[name])
+
+
+def _checked(name: str, value: object) -> Any:
+    if name == "CURSOR_SECRET":
+        if not isinstance(value, str):
+            raise ImproperlyConfigured('REPOSITORIES["CURSOR_SECRET"] must be a string.')
+        return value
+    minimum = _MINIMUM[name]
+    numeric = int | float if name == "SLOW_QUERY_MS" else int
+    # `not value >= minimum` also refuses NaN, which compares false with everything.
+    if isinstance(value, bool) or not isinstance(value, numeric) or not value >= minimum:
+        kind = "a number" if name == "SLOW_QUERY_MS" else "a whole number"
+        raise ImproperlyConfigured(
+            f'REPOSITORIES["{name}"] must be {kind} of at least {minimum}, not {value!r}.'
+        )
+    return value

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, QuerySet
@@ -191,6 +192,8 @@ class BaseRepository(Generic[ModelT]):
                     f"{model.__name__} (use the attname, e.g. category_id, for a foreign key)."
                 )
             sortable[name] = field
+        for name in cls.deferred_fields:
+            cls._check_field_path(model, name, "deferred_fields")
         filterset = cls.filterset_class
         if filterset is None:
             filterset = cast(
@@ -224,6 +227,19 @@ class BaseRepository(Generic[ModelT]):
         spec = dataclasses.replace(spec, default_keys=keys)
         cls._spec_cache = spec
         return spec
+
+    @classmethod
+    def _check_field_path(cls, model: type[models.Model], path: str, source: str) -> None:
+        """Refuse a `<field>[__<field>...]` path that names no field (a misspelling)."""
+        current: Any = model
+        for part in path.split("__"):
+            try:
+                field = current._meta.get_field(part)
+            except (FieldDoesNotExist, AttributeError):
+                raise TypeError(
+                    f"{cls.__name__}.{source}: {path!r} is not a field path of {model.__name__}."
+                ) from None
+            current = field.related_model
 
     @staticmethod
     def _parse_order(spec: _ModelSpec, order_by: object, *, source: str) -> tuple[SortKey, ...]:

@@ -246,6 +246,16 @@ def test_sortable_fields_must_name_sortable_columns():
         Broken()
 
 
+@pytest.mark.parametrize("deferred", ["search_vectr", "category__slugg", "name__x"])
+def test_deferred_fields_must_name_fields_when_the_repository_is_built(deferred):
+    class Misspelled(BaseRepository[Product]):
+        model = Product
+        deferred_fields = (deferred,)
+
+    with pytest.raises(TypeError, match="deferred_fields"):
+        Misspelled()
+
+
 def test_default_order_is_validated_when_the_repository_is_built():
     class Broken(BaseRepository[Product]):
         model = Product

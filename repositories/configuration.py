@@ -26,7 +26,7 @@ from repositories.errors import (
     ValidationError,
 )
 from repositories.filters import StrictFilterSet
-from repositories.transactions import atomic
+from repositories.transactions import atomic, check_deferred_constraints
 
 #: The same rule as the CHECK constraint system_config_key_format.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -117,36 +117,49 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
             raise ValidationError({"description": ["Enter a string."]})
         actor_id = _actor_id()
         with translate_errors(SystemConfig, using=self.using), atomic(using=self.using):
+            entry = self._set_locked(key, stored, expected_version, description, actor_id)
+            # `updated_by` is a deferred foreign key: an unknown actor fails here, not at
+            # the caller's COMMIT.
+            check_deferred_constraints(self.using)
+        return entry
+
+    def _set_locked(
+        self,
+        key: str,
+        stored: Any,
+        expected_version: int | None,
+        description: str | None,
+        actor_id: Any,
+    ) -> SystemConfig:
+        """The body of `set` inside its transaction: insert or update the locked row."""
+        entry = self._locked(key)
+        if entry is None:
+            if expected_version is not None:
+                raise StaleObjectError("SystemConfig", key, expected_version, None)
+            entry = self._insert(key, stored, description or "", actor_id)
+            if entry is not None:
+                self._written(entry, AuditEntry("created", _ENTITY, str(entry.pk), _created(entry)))
+                return entry
+            # A concurrent writer created it first (ON CONFLICT waited for its
+            # commit): update that row like any existing one.
             entry = self._locked(key)
-            if entry is None:
-                if expected_version is not None:
-                    raise StaleObjectError("SystemConfig", key, expected_version, None)
-                entry = self._insert(key, stored, description or "", actor_id)
-                if entry is not None:
-                    self._written(
-                        entry, AuditEntry("created", _ENTITY, str(entry.pk), _created(entry))
-                    )
-                    return entry
-                # A concurrent writer created it first (ON CONFLICT waited for its
-                # commit): update that row like any existing one.
-                entry = self._locked(key)
-                if entry is None:  # pragma: no cover - deleted again in between
-                    raise StaleObjectError("SystemConfig", key, 0, None)
-            if expected_version is not None and entry.version != expected_version:
-                raise StaleObjectError("SystemConfig", key, expected_version, entry.version)
-            before = _audited(entry)
-            entry.value = stored
-            if description is not None:
-                entry.description = description
-            entry.version += 1
-            entry.updated_by_id = actor_id
-            entry.updated_at = timezone.now()
-            entry.save(
-                using=self.using,
-                update_fields=["value", "description", "version", "updated_by", "updated_at"],
-            )
-            changes = _diff(before, _audited(entry), key)
-            self._written(entry, AuditEntry("updated", _ENTITY, str(entry.pk), changes))
+            if entry is None:  # pragma: no cover - deleted again in between
+                raise StaleObjectError("SystemConfig", key, 0, None)
+        if expected_version is not None and entry.version != expected_version:
+            raise StaleObjectError("SystemConfig", key, expected_version, entry.version)
+        before = _audited(entry)
+        entry.value = stored
+        if description is not None:
+            entry.description = description
+        entry.version += 1
+        entry.updated_by_id = actor_id
+        entry.updated_at = timezone.now()
+        entry.save(
+            using=self.using,
+            update_fields=["value", "description", "version", "updated_by", "updated_at"],
+        )
+        changes = _diff(before, _audited(entry), key)
+        self._written(entry, AuditEntry("updated", _ENTITY, str(entry.pk), changes))
         return entry
 
     def all(self) -> dict[str, Any]:

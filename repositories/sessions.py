@@ -26,7 +26,7 @@ from repositories.error_mapping import translate_errors
 from repositories.errors import NotFoundError, ValidationError
 from repositories.filters import StrictFilterSet
 from repositories.keys import parse_uuid
-from repositories.transactions import atomic
+from repositories.transactions import atomic, check_deferred_constraints
 
 #: Bytes of randomness in a token: 256 bits, URL-safe base64 (43 characters).
 TOKEN_BYTES = 32
@@ -162,6 +162,7 @@ class SessionRepository(BaseRepository[UserSession]):
         )
         with translate_errors(UserSession, using=self.using), atomic(using=self.using):
             session.save(force_insert=True, using=self.using)
+            check_deferred_constraints(self.using)  # a user deleted meanwhile fails here
             changes = snapshot(session, _AUDITED_FIELDS)
             record([AuditEntry("created", _ENTITY, str(session.pk), changes)], using=self.using)
         return session, token

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import threading
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -482,3 +483,18 @@ def test_database_check_backs_up_the_key_format_as_a_validation_error():
     assert info.value.__cause__ is not None
     assert "system_config_key_format" in str(info.value) or "key" in info.value.errors
     assert not SystemConfig.objects.exists()
+
+
+@pytest.mark.django_db
+def test_set_refuses_an_unknown_actor_inside_the_call_not_at_the_callers_commit():
+    from repositories.transactions import atomic
+
+    ghost = UserFactory.build(id=uuid.uuid4())  # never saved: no such user row
+    repository = SystemConfigRepository()
+    with atomic():
+        with audit_context(actor=ghost), pytest.raises(ValidationError) as caught:
+            repository.set("feature.ghost", True)
+        assert "updated_by" in caught.value.errors
+        repository.set("feature.kept", 1)  # the caller's transaction goes on
+    assert not SystemConfig.objects.filter(key="feature.ghost").exists()
+    assert SystemConfig.objects.get(key="feature.kept").value == 1

@@ -119,7 +119,8 @@ _PRODUCT_FIELDS = tuple(f for f in Product._meta.concrete_fields if not f.genera
 _ORDER_FIELDS = tuple(Order._meta.concrete_fields)
 _ITEM_FIELDS = tuple(OrderItem._meta.concrete_fields)
 
-# Checks the user and locks the requested products in primary-key order, in one
+# Checks the user (key-share locked, so it cannot be hard-deleted before the order
+# commits) and locks the requested products in primary-key order, in one
 # statement: every writer takes the locks in the same order, so concurrent orders over
 # the same products queue instead of deadlocking (a single UPDATE ... FROM gives no
 # lock-order guarantee). No row: the user is unknown, deleted or inactive (and no
@@ -133,6 +134,7 @@ LEFT JOIN LATERAL (
     WHERE x.id = ANY(%s::uuid[]) ORDER BY x.id FOR UPDATE
 ) AS p ON true
 WHERE u.id = %s::uuid AND u.deleted_at IS NULL AND u.is_active
+FOR KEY SHARE OF u
 """  # noqa: S608 - identifiers from the models, values bound
 
 # Every write of an order in one statement, after the checks on the locked rows: the

@@ -158,3 +158,55 @@ def test_concurrent_orders_and_cancellations_keep_ledger_consistent():
     for product in products:
         product.refresh_from_db()
         assert product.stock_quantity == 30 - 10 == ledger_sum(product)
+
+
+def _raw_connection() -> Any:
+    import psycopg
+
+    params = connection.get_connection_params()
+    for key in ("pool", "cursor_factory", "context"):
+        params.pop(key, None)
+    return psycopg.connect(**params)
+
+
+def test_place_order_refuses_a_user_hard_deleted_while_it_waits_for_a_product_lock():
+    import time
+
+    from repositories.errors import NotFoundError
+
+    product = ProductFactory.with_stock(5)
+    user = UserFactory()
+    with _raw_connection() as holder, _raw_connection() as deleter:
+        holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", [product.pk])
+        outcome: list[Any] = []
+
+        def place() -> None:
+            try:
+                outcome.append(OrderRepository().place_order(user.pk, [(product.pk, 1)]))
+            except Exception as exc:
+                outcome.append(exc)
+            finally:
+                connection.close()
+
+        worker = threading.Thread(target=place)
+        worker.start()
+        for _ in range(100):  # until the order waits on the product lock
+            waiting = deleter.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE %s",
+                ["%place_order%"],
+            ).fetchone()[0]
+            deleter.rollback()
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert waiting, "place_order never waited on the product lock"
+        deleter.execute("DELETE FROM users WHERE id = %s", [user.pk])
+        deleter.commit()
+        holder.rollback()  # release the product
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    (result,) = outcome
+    assert isinstance(result, NotFoundError), result
+    assert not Order.objects.exists()
+    assert Product.objects.get(pk=product.pk).stock_quantity == 5

@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from repositories.arguments import argument_path, unstorable_value
 from repositories.audit import AuditEntry, diff, entity_type_of, record, snapshot
 from repositories.bulk import copy_rows
 from repositories.error_mapping import translate_errors
@@ -59,6 +60,8 @@ def _labelled(func: FuncT, name: str) -> FuncT:
 
     @functools.wraps(func)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (args or kwargs) and _refuse_unstorable(self, func, name, args, kwargs):
+            return None
         with (
             query_label(f"{type(self).__name__}.{name}"),
             translate_errors(self.model, using=self.using),
@@ -67,6 +70,39 @@ def _labelled(func: FuncT, name: str) -> FuncT:
 
     wrapper.__repository_labelled__ = True  # type: ignore[attr-defined]
     return cast(FuncT, wrapper)
+
+
+#: Parameters holding query criteria: an unstorable value there is an InvalidQueryError.
+_QUERY_PARAMETERS = frozenset({"filters", "order_by", "after", "query"})
+
+
+def _refuse_unstorable(
+    repository: Any, func: Callable[..., Any], name: str, args: Any, kwargs: Any
+) -> bool:
+    """Raise for a string argument PostgreSQL cannot store (lone surrogate, NUL); return
+    True when the method answers None instead (a lookup, `lookup_methods`).
+
+    Keys (`id`, `<thing>_id`) are left to the method, which refuses malformed ones.
+    """
+    found = None
+    for position, value in [*((str(i), v) for i, v in enumerate(args)), *kwargs.items()]:
+        found = unstorable_value(value)
+        if found is None:
+            continue
+        parameter = argument_path(func, args, kwargs, position)
+        if parameter == "id" or parameter.endswith("_id"):
+            found = None
+            continue
+        break
+    if found is None:
+        return False
+    if name in repository.lookup_methods:
+        return True
+    path, message = found
+    key = ".".join(path) if path else parameter
+    if parameter in _QUERY_PARAMETERS:
+        raise InvalidQueryError({key: [message]})
+    raise ValidationError({key: [message]})
 
 
 def _label_methods(cls: type) -> None:
@@ -143,6 +179,9 @@ class BaseRepository(Generic[ModelT]):
     audit_exclude: tuple[str, ...] = ()
     readonly_fields: tuple[str, ...] = ()
     create_only_fields: tuple[str, ...] = ()
+    #: Public methods that answer None (not an error) for a key or text that cannot
+    #: exist in the database, such as one holding a NUL character.
+    lookup_methods: ClassVar[frozenset[str]] = frozenset({"find_by_id"})
 
     _spec_cache: ClassVar[_ModelSpec | None] = None
 
@@ -790,7 +829,8 @@ class BaseRepository(Generic[ModelT]):
         return filterset.apply_normalized(form_data, queryset), form_data
 
     def __coerce_pk(self, value: object) -> Any:
-        if value is None or isinstance(value, bool):
+        if value is None or isinstance(value, bool | float | decimal.Decimal):
+            # A float or Decimal is never a key: 25.5 must not load row 25.
             return None
         if isinstance(value, models.Model):
             value = value.pk
@@ -882,6 +922,11 @@ class BaseRepository(Generic[ModelT]):
                 raise DjangoValidationError("Enter a single value, not a collection.")
             if isinstance(raw, bool) and not isinstance(field, models.BooleanField):
                 raise DjangoValidationError("Enter a value of the field's type, not a boolean.")
+            if isinstance(field, models.IntegerField) and isinstance(raw, float | decimal.Decimal):
+                # int(2.7) is 2: a fractional or float value would be stored truncated.
+                raise DjangoValidationError("Enter a whole number (an int), not a float.")
+            if isinstance(raw, float) and not math.isfinite(raw):
+                raise DjangoValidationError("Enter a finite number.")
         try:
             value = field.clean(raw, None)
             if isinstance(field, models.DecimalField) and isinstance(value, decimal.Decimal):

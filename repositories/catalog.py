@@ -365,6 +365,7 @@ class ProductRepository(BaseRepository[Product]):
     """
 
     model = Product
+    lookup_methods = BaseRepository.lookup_methods | {"find_by_sku"}
     filterset_class = ProductFilterSet
     sortable_fields = ("name", "price", "created_at", "stock_quantity", "sku")
     default_order = ("name",)
@@ -478,7 +479,7 @@ class ProductRepository(BaseRepository[Product]):
         """
         if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
             raise ValidationError({"delta": ["Delta must be a non-zero integer."]})
-        if reason not in MANUAL_STOCK_REASONS:
+        if not isinstance(reason, str) or reason not in MANUAL_STOCK_REASONS:
             raise ValidationError(
                 {"reason": [f"Reason must be one of {', '.join(sorted(MANUAL_STOCK_REASONS))}."]}
             )

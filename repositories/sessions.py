@@ -39,6 +39,8 @@ _MAX_TOKEN_LENGTH = 256
 _MAX_REASON_LENGTH = UserSession._meta.get_field("revoked_reason").max_length or 200
 _ENTITY = entity_type_of(UserSession)
 _MIN_TTL = timedelta(seconds=1)
+#: Longest session lifetime: far beyond any real session, far below datetime overflow.
+_MAX_TTL = timedelta(days=3650)
 # Audit rows never hold the token hash (nor, of course, the token).
 _AUDITED_FIELDS = tuple(
     f.attname for f in UserSession._meta.concrete_fields if f.name != "token_hash"
@@ -103,6 +105,7 @@ class SessionRepository(BaseRepository[UserSession]):
     """
 
     model = UserSession
+    lookup_methods = BaseRepository.lookup_methods | {"validate"}
     filterset_class = UserSessionFilterSet
     sortable_fields = ("created_at", "expires_at", "last_seen_at")
     default_order = ("-created_at",)
@@ -333,8 +336,10 @@ class SessionRepository(BaseRepository[UserSession]):
 def _ttl(ttl: object) -> timedelta:
     if ttl is None:
         return timedelta(seconds=setting("SESSION_TTL_SECONDS"))
-    if not isinstance(ttl, timedelta) or ttl < _MIN_TTL:
-        raise ValidationError({"ttl": ["Enter a timedelta of at least one second."]})
+    if not isinstance(ttl, timedelta) or not _MIN_TTL <= ttl <= _MAX_TTL:
+        raise ValidationError(
+            {"ttl": ["Enter a timedelta from one second to ten years (3,650 days)."]}
+        )
     return ttl
 
 

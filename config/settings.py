@@ -72,6 +72,8 @@ if TESTING:
     # every test, and a lazy relation load repeated in a loop raises NPlusOneError.
     INSTALLED_APPS.append("zeal")
     ZEAL_RAISE = True
+    # Test-only models for the read-parity tests (tests/repositories/test_read_parity.py).
+    INSTALLED_APPS.append("tests.parity_app")
 
 DEBUG_TOOLBAR = DEBUG and not TESTING and env_bool("DEBUG_TOOLBAR", True)
 if DEBUG_TOOLBAR:

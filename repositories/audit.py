@@ -163,6 +163,7 @@ def snapshot(instance: models.Model, fields: Iterable[str] | None = None) -> dic
     """
     wanted = set(fields) if fields is not None else None
     loaded = instance.__dict__
+    secret = redacted_fields(instance)
     result: dict[str, Any] = _JsonSafeDict()
     for field in instance._meta.concrete_fields:
         name = field.attname
@@ -170,8 +171,24 @@ def snapshot(instance: models.Model, fields: Iterable[str] | None = None) -> dic
             continue
         if wanted is not None and name not in wanted and field.name not in wanted:
             continue
-        result[name] = _redact(name, loaded[name])
+        value = loaded[name]
+        if name in secret or field.name in secret:
+            result[name] = None if value is None else Redacted(value)
+        else:
+            result[name] = _redact(name, value)
     return result
+
+
+def redacted_fields(instance: models.Model) -> frozenset[str]:
+    """Return the fields of `instance` its audit rows store redacted, by its data.
+
+    Besides fields whose *name* looks secret (`password`, `api_token`), a model may
+    declare `audit_redacted_fields(self) -> Iterable[str]` naming fields that are secret
+    for this row (a configuration value stored under `smtp.password`). Every audit
+    snapshot and diff of the row goes through it, whatever wrote the row.
+    """
+    declared = getattr(instance, "audit_redacted_fields", None)
+    return frozenset(declared()) if callable(declared) else frozenset()
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -179,6 +179,9 @@ class BaseRepository(Generic[ModelT]):
     audit_exclude: tuple[str, ...] = ()
     readonly_fields: tuple[str, ...] = ()
     create_only_fields: tuple[str, ...] = ()
+    #: Fields the model's `audit_redacted_fields()` reads: loaded with the rows of bulk
+    #: updates, so the audit trail can tell which values are secret.
+    audit_inputs: tuple[str, ...] = ()
     #: Public methods that answer None (not an error) for a key or text that cannot
     #: exist in the database, such as one holding a NUL character.
     lookup_methods: ClassVar[frozenset[str]] = frozenset({"find_by_id"})
@@ -650,7 +653,9 @@ class BaseRepository(Generic[ModelT]):
         columns = [self._spec.writable[name].attname for name in names]
         with translate_errors(self.model, using=self.using), self.__atomic():
             rows = self.__unique(
-                queryset.select_for_update(of=("self",)).order_by("pk").only("pk", *columns)
+                queryset.select_for_update(of=("self",))
+                .order_by("pk")
+                .only("pk", *columns, *self.audit_inputs)
             )
             if not rows:
                 return 0

@@ -32,7 +32,6 @@ from repositories.transactions import atomic, check_deferred_constraints
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
 _KEY_MAX_LENGTH = SystemConfig._meta.get_field("key").max_length or 128
 _ENTITY = entity_type_of(SystemConfig)
-_SECRET_KEY_NAME = re.compile(r"secret|token|password", re.IGNORECASE)
 _CACHE_PREFIX = "repositories:system_config"
 
 _INSERT_SQL = (
@@ -63,10 +62,12 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     invalidates the key when, and only when, its transaction commits, so a rolled-back
     write never shows. Inside a transaction `get` reads the database (your own
     uncommitted writes included) and leaves the cache alone. Values of keys that look
-    secret (token, password, secret) appear as "[redacted]" in the audit log.
+    secret (`SystemConfig.audit_redacted_fields`) appear as "[redacted]" in the audit
+    log, whatever writes them (`set`, the generic and bulk writes, the admin).
     """
 
     model = SystemConfig
+    audit_inputs = ("key",)
     filterset_class = SystemConfigFilterSet
     sortable_fields = ("key", "updated_at", "created_at")
     default_order = ("key",)
@@ -158,7 +159,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
             using=self.using,
             update_fields=["value", "description", "version", "updated_by", "updated_at"],
         )
-        changes = _diff(before, _audited(entry), key)
+        changes = _diff(before, _audited(entry), entry)
         self._written(entry, AuditEntry("updated", _ENTITY, str(entry.pk), changes))
         return entry
 
@@ -370,13 +371,15 @@ def _audited(entry: SystemConfig) -> dict[str, Any]:
 
 def _created(entry: SystemConfig) -> dict[str, Any]:
     state = {"key": entry.key, **_audited(entry)}
-    if _SECRET_KEY_NAME.search(entry.key):
+    if "value" in entry.audit_redacted_fields():
         state["value"] = REDACTED
     return state
 
 
-def _diff(before: Mapping[str, Any], after: Mapping[str, Any], key: str) -> dict[str, Any]:
-    secret = _SECRET_KEY_NAME.search(key) is not None
+def _diff(
+    before: Mapping[str, Any], after: Mapping[str, Any], entry: SystemConfig
+) -> dict[str, Any]:
+    secret = "value" in entry.audit_redacted_fields()
     changes: dict[str, Any] = {}
     for name, old in before.items():
         new = after[name]

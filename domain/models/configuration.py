@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from django.conf import settings
@@ -9,6 +10,9 @@ from django.db import models
 from django.db.models import Q
 
 from domain.models.base import MutableModel, VersionedModel
+
+#: Configuration keys whose values are secrets (matched anywhere, any case).
+SECRET_KEY_NAME = re.compile(r"secret|token|password|passwd|api[_.-]?key|credential", re.I)
 
 
 class SystemConfig(MutableModel, VersionedModel):
@@ -35,3 +39,12 @@ class SystemConfig(MutableModel, VersionedModel):
 
     def __str__(self) -> str:
         return self.key
+
+    def audit_redacted_fields(self) -> tuple[str, ...]:
+        """Return the fields an audit trail must store redacted: the value of an entry
+        whose key names a secret (`smtp.password`, `api.token`). Without the key loaded
+        the value counts as secret (never reads the database)."""
+        key = self.__dict__.get("key")
+        if not isinstance(key, str) or SECRET_KEY_NAME.search(key):
+            return ("value",)
+        return ()

@@ -390,6 +390,20 @@ def test_system_config_save_bumps_version_and_records_editor(admin_client, admin
     assert entry.updated_by_id == admin_user.pk
 
 
+def test_system_config_admin_redacts_a_secret_value_in_the_audit_log(admin_client):
+    entry = SystemConfigFactory.create(key="smtp.password", value="old-pass")
+    response = admin_client.post(
+        url(SystemConfig, "change", entry.pk),
+        {"key": "smtp.password", "value": '"hunter2-secret"', "description": ""},
+    )
+    assert response.status_code == 302
+    entry.refresh_from_db()
+    assert entry.value == "hunter2-secret"
+    changes = AuditLog.objects.get(action="updated", entity_id=str(entry.pk)).changes
+    assert changes["value"] == {"old": "[redacted]", "new": "[redacted]"}
+    assert "hunter2" not in str(list(AuditLog.objects.values_list("changes", flat=True)))
+
+
 def test_bulk_hard_delete_is_not_offered_for_soft_deletable_models(admin_client):
     ProductFactory.create()
     response = admin_client.get(url(Product, "changelist"))

@@ -498,3 +498,43 @@ def test_set_refuses_an_unknown_actor_inside_the_call_not_at_the_callers_commit(
         repository.set("feature.kept", 1)  # the caller's transaction goes on
     assert not SystemConfig.objects.filter(key="feature.ghost").exists()
     assert SystemConfig.objects.get(key="feature.kept").value == 1
+
+
+def _audit_text() -> str:
+    return json.dumps(list(AuditLog.objects.values_list("changes", flat=True)))
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda r: r.create({"key": "smtp.password", "value": "hunter2-secret"}),
+        lambda r: r.create_many([{"key": "smtp.password", "value": "hunter2-secret"}]),
+        lambda r: r.update(
+            r.create({"key": "smtp.password", "value": "old"}).pk, {"value": "hunter2-secret"}
+        ),
+        lambda r: (
+            r.create({"key": "smtp.password", "value": "old"}),
+            r.update_many({"key": "smtp.password"}, {"value": "hunter2-secret"}),
+        ),
+        lambda r: (
+            r.create({"key": "smtp.password", "value": "hunter2-secret"}),
+            r.delete("smtp.password"),
+        ),
+        lambda r: r.set("smtp.password", "hunter2-secret"),
+    ],
+    ids=["create", "create_many", "update", "update_many", "delete", "set"],
+)
+def test_every_write_path_redacts_a_secret_entry_in_the_audit_log(write):
+    write(SystemConfigRepository())
+    text = _audit_text()
+    assert AuditLog.objects.filter(entity_type="systemconfig").exists()
+    assert "hunter2" not in text
+    assert "[redacted]" in text
+
+
+def test_values_of_ordinary_keys_stay_readable_in_the_audit_log():
+    repository = SystemConfigRepository()
+    entry = repository.create({"key": "shop.name", "value": "Corner shop"})
+    repository.update(entry.pk, {"value": "Big shop"})
+    changes = AuditLog.objects.get(action="updated").changes
+    assert changes["value"] == {"old": "Corner shop", "new": "Big shop"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -85,13 +86,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         if connections[self.using].in_atomic_block:
             found, value = self._load(key)
         else:
-            cache_key = self._cache_key(key)
-            cached = cache.get(cache_key)
-            if cached is None:
-                cached = self._load(key)
-                # add, not set: a writer's invalidation that ran since our read wins.
-                cache.add(cache_key, cached, timeout=_cache_seconds())
-            found, value = cached
+            found, value = self._cached(key)
         return value if found else default
 
     def set(
@@ -234,6 +229,32 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     def _cache_key(self, key: str) -> str:
         return f"{_CACHE_PREFIX}:{self.using}:{key}"
 
+    def _cached(self, key: str) -> tuple[bool, Any]:
+        """Return (found, value) of `key` from the cache, loading it on a miss.
+
+        Each key has a generation counter that every committed write increments
+        (`_invalidate_on_commit`). A cached value is stored with the generation read
+        *before* its database read and served only while that generation is current,
+        so a reader that loaded the old value before a writer committed can store it,
+        but nobody is served it once the writer's `set` has returned.
+        """
+        value_key = self._cache_key(key)
+        generation_key = f"{value_key}:generation"
+        cached = cache.get_many([generation_key, value_key])
+        generation = cached.get(generation_key)
+        if generation is None:
+            # Never written, or evicted: start from a random point so an entry stored
+            # under an evicted generation can never match again.
+            cache.add(generation_key, secrets.randbits(62), timeout=None)
+            generation = cache.get(generation_key)
+        entry = cached.get(value_key)
+        if entry is not None and generation is not None and entry[0] == generation:
+            return entry[1], entry[2]
+        found, value = self._load(key)
+        if generation is not None:
+            cache.set(value_key, (generation, found, value), timeout=_cache_seconds())
+        return found, value
+
     def _load(self, key: str) -> tuple[bool, Any]:
         with translate_errors(SystemConfig, using=self.using):
             rows = list(
@@ -274,12 +295,23 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     def _invalidate_on_commit(self, keys: Sequence[str]) -> None:
         if keys:
             cache_keys = [self._cache_key(key) for key in keys]
-            transaction.on_commit(partial(cache.delete_many, cache_keys), using=self.using)
+            transaction.on_commit(partial(_next_generation, cache_keys), using=self.using)
 
     def _matching_keys(self, filters: Mapping[str, Any] | None) -> list[str]:
         queryset = SystemConfig.objects.using(self.using).all()
         with translate_errors(SystemConfig, using=self.using):
             return list(self.filterset_class.apply(filters, queryset).values_list("key", flat=True))
+
+
+def _next_generation(value_keys: Sequence[str]) -> None:
+    """Make every cached value of these keys stale (see `_cached`); runs after commit."""
+    for value_key in value_keys:
+        generation_key = f"{value_key}:generation"
+        try:
+            cache.incr(generation_key)
+        except ValueError:  # never read, or evicted: any new start invalidates
+            cache.set(generation_key, secrets.randbits(62), timeout=None)
+    cache.delete_many(list(value_keys))
 
 
 def _cache_seconds() -> int:

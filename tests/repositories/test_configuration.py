@@ -538,3 +538,35 @@ def test_values_of_ordinary_keys_stay_readable_in_the_audit_log():
     repository.update(entry.pk, {"value": "Big shop"})
     changes = AuditLog.objects.get(action="updated").changes
     assert changes["value"] == {"old": "Corner shop", "new": "Big shop"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_that_loaded_before_a_commit_cannot_cache_the_old_value(monkeypatch):
+    repo = SystemConfigRepository()
+    repo.set("race.flag", "old")
+    cache.clear()  # the reader below misses and reads the database
+    load = SystemConfigRepository._load
+
+    def load_then_lose_the_race(self, key):
+        loaded = load(self, key)  # the old value, read before the writer commits
+        monkeypatch.setattr(SystemConfigRepository, "_load", load)
+        SystemConfigRepository().set("race.flag", "new")  # commits, invalidates
+        return loaded  # ... and the reader stores what it read afterwards
+
+    monkeypatch.setattr(SystemConfigRepository, "_load", load_then_lose_the_race)
+    assert repo.get("race.flag") == "old"  # the racing read itself answers what it read
+    assert repo.get("race.flag") == "new"  # but once set() returned, nobody gets "old"
+    assert SystemConfigRepository().get("race.flag") == "new"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_generation_counter_never_revives_an_old_entry():
+    repo = SystemConfigRepository()
+    repo.set("evicted", 1)
+    assert repo.get("evicted") == 1
+    value_key = repo._cache_key("evicted")
+    stale = cache.get(value_key)
+    cache.delete(f"{value_key}:generation")  # evicted
+    repo.set("evicted", 2)
+    cache.set(value_key, stale)  # an old entry put back by a slow reader
+    assert repo.get("evicted") == 2

@@ -51,7 +51,9 @@ MIN_TRUNCATION = 3
 MAX_TRUNCATION = 3
 
 _WORD = re.compile(r"[^\W_]+")
-_TOKEN = re.compile(r'"[^"]*"?|\S+')
+#: A quoted phrase (also negated, `-"a b"`, and unclosed at the end) or a run of
+#: non-space characters, as websearch_to_tsquery splits its input.
+_TOKEN = re.compile(r'-?"[^"]*"?|\S+')
 
 
 def _require_uuid(entity: str, value: object) -> uuid.UUID:
@@ -306,7 +308,7 @@ def build_search_query(text: str) -> _SearchQuery | None:
     """Translate web-search text into a prefix-aware tsquery; None when nothing to search.
 
     Syntax as websearch_to_tsquery: words are ANDed, `or` separates alternatives,
-    `-word` excludes, `"a phrase"` matches the phrase. Every plain word is matched as
+    `-word` and `-"a phrase"` exclude, `"a phrase"` matches the phrase. Every plain word is matched as
     typed so far: its stem as a prefix (`sho` → 'sho':*) or one of its last letters
     missing (`runn` → 'run', the stem of "running"). Words are reduced to letters and
     digits and always passed as bound parameters.
@@ -319,10 +321,11 @@ def build_search_query(text: str) -> _SearchQuery | None:
             if groups[-1]:
                 groups.append([])
             continue
-        if token.startswith('"'):
+        if token.startswith(('"', '-"')):
             phrase = " ".join(_WORD.findall(token))
             if phrase:
-                groups[-1].append("phraseto_tsquery('english', %s)")
+                negate = "!! " if token.startswith("-") else ""
+                groups[-1].append(f"({negate}phraseto_tsquery('english', %s))")
                 params.append(phrase)
             continue
         negated = token.startswith("-")

@@ -11,8 +11,7 @@ PYTEST_WORKERS ?= 2
 $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements/dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet -r requirements/dev.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Self, TextIO, TypeVar
 from uuid import UUID
 
 from django.contrib.auth.hashers import make_password
@@ -39,7 +39,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 from django.db.models import ForeignKey, Model
 from django.utils import timezone
-from tqdm import tqdm  # type: ignore[import-untyped]
 
 from domain.models import (
     Category,
@@ -51,6 +50,34 @@ from domain.models import (
     Product,
     User,
 )
+
+
+class PlainProgress:
+    """Write one progress line per table: tqdm's stand-in when the `dev` extra is absent."""
+
+    def __init__(self, *, total: int, desc: str, disable: bool, file: TextIO, **_: Any) -> None:
+        self.total, self.desc, self.disable, self.file = total, desc, disable, file
+        self.done = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.set_postfix_str("done")
+
+    def set_postfix_str(self, label: str) -> None:
+        if not self.disable:
+            self.file.write(f"{self.desc}: {self.done}/{self.total} rows, {label}\n")
+            self.file.flush()
+
+    def update(self, count: int) -> None:
+        self.done += count
+
+
+try:
+    from tqdm import tqdm as progress_bar  # type: ignore[import-untyped]
+except ImportError:  # a lean install: tqdm comes with the `dev` extra only
+    progress_bar = PlainProgress
 
 BATCH_SIZE = 2000
 CENT = Decimal("0.01")
@@ -407,7 +434,7 @@ class Command(BaseCommand):
             anchor = datetime.combine(timezone.now().astimezone(UTC).date(), time.min, tzinfo=UTC)
             data = DemoBuilder(options["seed"], anchor).build(**sizes)
             total = sum(len(rows) for _, rows in data.tables())
-            with tqdm(
+            with progress_bar(
                 total=total,
                 desc="seed_demo",
                 unit="rows",

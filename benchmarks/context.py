@@ -62,11 +62,10 @@ class BenchContext:
             self._raw = None
 
 
-def repository(module: str, name: str) -> Any | None:
-    """Return class `name` from `repositories.<module>`, or None while it is not written yet.
-
-    A module that exists but fails to import is an error, not a reason to skip silently.
-    """
-    if importlib.util.find_spec(f"repositories.{module}") is None:
-        return None
-    return getattr(importlib.import_module(f"repositories.{module}"), name, None)
+def repository(module: str, name: str) -> Any:
+    """Return class `name` from `repositories.<module>` (an ImportError when it is missing:
+    a benchmark never silently drops its repository variant)."""
+    found = getattr(importlib.import_module(f"repositories.{module}"), name, None)
+    if found is None:
+        raise ImportError(f"repositories.{module} has no {name}")
+    return found

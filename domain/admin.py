@@ -53,8 +53,8 @@ from domain.models import (
     UserSession,
 )
 from domain.querysets import UserQuerySet
-from repositories.errors import RepositoryError
-from repositories.keys import parse_uuid
+from repositories.core.errors import RepositoryError
+from repositories.core.keys import parse_uuid
 
 #: Actions the repositories write to the audit log (fixed list: no SELECT DISTINCT).
 AUDIT_ACTIONS = (
@@ -102,7 +102,7 @@ def _repository_for(model: type[Model]) -> Any:
         from repositories.users import UserRepository
 
         return UserRepository()
-    from repositories.catalog import CategoryRepository, ProductRepository
+    from repositories import CategoryRepository, ProductRepository
 
     return CategoryRepository() if model is Category else ProductRepository()
 
@@ -114,7 +114,7 @@ def _acting(request: HttpRequest) -> Iterator[None]:
     AuditContextMiddleware does the same for every request; this keeps the admin's
     writes attributed when a project installs the admin without that middleware.
     """
-    from repositories.audit import audit_context
+    from repositories.core.audit import audit_context
 
     actor = request.user if request.user.is_authenticated else None
     with audit_context(actor=actor, ip_address=request.META.get("REMOTE_ADDR")):
@@ -170,11 +170,11 @@ class AuditedAdmin(admin.ModelAdmin):
     Saving a change locks the row (the admin view runs in a transaction), bumps
     `version` and `updated_at` where the model has them, so a repository caller holding
     the old version gets a StaleObjectError, and records "created" / "updated" (field
-    diff) / "deleted" rows, secrets redacted, through repositories.audit.
+    diff) / "deleted" rows, secrets redacted, through repositories.core.audit.
     """
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        from repositories.audit import AuditEntry, diff, entity_type_of, record, snapshot
+        from repositories.core.audit import AuditEntry, diff, entity_type_of, record, snapshot
 
         # The admin's change view already runs in a transaction; this one makes the lock
         # and the audit row safe for any other caller of save_model too.
@@ -189,7 +189,7 @@ class AuditedAdmin(admin.ModelAdmin):
     @staticmethod
     def _lock_and_bump(obj: Any) -> dict[str, Any]:
         """Lock the stored row, bump `version`/`updated_at` on `obj`; return the stored values."""
-        from repositories.audit import snapshot
+        from repositories.core.audit import snapshot
 
         current = type(obj)._base_manager.select_for_update().get(pk=obj.pk)
         if hasattr(obj, "version"):
@@ -202,7 +202,7 @@ class AuditedAdmin(admin.ModelAdmin):
         self.delete_queryset(request, type(obj)._base_manager.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        from repositories.audit import AuditEntry, entity_type_of, record, snapshot
+        from repositories.core.audit import AuditEntry, entity_type_of, record, snapshot
 
         with transaction.atomic(using=queryset.db), _acting(request):
             # of=self: changelist querysets outer-join their list_select_related tables.

@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from repositories.audit_log import AuditLogRepository, ReadOnlyRepositoryError
-    from repositories.base import BaseRepository
-    from repositories.catalog import (
-        CategoryNode,
-        CategoryRepository,
-        ProductRepository,
-    )
+    from repositories.categories import CategoryNode, CategoryRepository
     from repositories.configuration import SystemConfigRepository
+    from repositories.core.base import BaseRepository
+    from repositories.core.filters import StrictFilterSet
+    from repositories.core.pagination import CursorPage, Page
     from repositories.errors import (
         ConflictError,
         DatabaseUnavailableError,
@@ -33,9 +31,8 @@ if TYPE_CHECKING:
         TransactionUsageError,
         ValidationError,
     )
-    from repositories.filters import StrictFilterSet
     from repositories.orders import OrderRepository, RevenueRow, TopProductRow
-    from repositories.pagination import CursorPage, Page
+    from repositories.products import ProductRepository
     from repositories.sessions import SessionRepository, SuspiciousUser
     from repositories.users import UserRepository
 
@@ -46,16 +43,16 @@ _EXPORTS = {
     "SuspiciousUser": "repositories.sessions",
     "SystemConfigRepository": "repositories.configuration",
     "UserRepository": "repositories.users",
-    "BaseRepository": "repositories.base",
-    "CategoryNode": "repositories.catalog",
-    "CategoryRepository": "repositories.catalog",
-    "ProductRepository": "repositories.catalog",
+    "BaseRepository": "repositories.core.base",
+    "CategoryNode": "repositories.categories",
+    "CategoryRepository": "repositories.categories",
+    "ProductRepository": "repositories.products",
     "OrderRepository": "repositories.orders",
     "RevenueRow": "repositories.orders",
     "TopProductRow": "repositories.orders",
-    "StrictFilterSet": "repositories.filters",
-    "CursorPage": "repositories.pagination",
-    "Page": "repositories.pagination",
+    "StrictFilterSet": "repositories.core.filters",
+    "CursorPage": "repositories.core.pagination",
+    "Page": "repositories.core.pagination",
     "ConflictError": "repositories.errors",
     "DatabaseUnavailableError": "repositories.errors",
     "InsufficientStockError": "repositories.errors",

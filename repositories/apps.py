@@ -9,6 +9,6 @@ class RepositoriesConfig(AppConfig):
 
     def ready(self) -> None:
         """Wire query instrumentation on every database connection."""
-        from repositories import instrumentation
+        from repositories.core import instrumentation
 
         instrumentation.install()

@@ -1,4 +1,4 @@
-"""Read access to the audit trail; rows are only ever written by repositories.audit.record."""
+"""Read access to the audit trail; rows are only ever written by repositories.core.audit.record."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any, NoReturn
 import django_filters as filters
 
 from domain.models import AuditLog
-from repositories.base import BaseRepository
-from repositories.error_mapping import translate_errors
+from repositories.core.base import BaseRepository
+from repositories.core.error_mapping import translate_errors
+from repositories.core.filters import StrictFilterSet
+from repositories.core.keys import parse_uuid
 from repositories.errors import InvalidQueryError, RepositoryError
-from repositories.filters import StrictFilterSet
-from repositories.keys import parse_uuid
 
 
 class ReadOnlyRepositoryError(RepositoryError):
@@ -85,11 +85,11 @@ class AuditLogRepository(BaseRepository[AuditLog]):
             )
 
     def create(self, data: Mapping[str, Any]) -> NoReturn:
-        """Refuse: audit rows are written by repositories.audit.record with each write."""
+        """Refuse: audit rows are written by repositories.core.audit.record with each write."""
         _refuse("create")
 
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000) -> NoReturn:
-        """Refuse: audit rows are written by repositories.audit.record with each write."""
+        """Refuse: audit rows are written by repositories.core.audit.record with each write."""
         _refuse("create_many")
 
     def update(
@@ -124,5 +124,5 @@ class AuditLogRepository(BaseRepository[AuditLog]):
 def _refuse(method: str) -> NoReturn:
     raise ReadOnlyRepositoryError(
         f"AuditLogRepository.{method} is refused: the audit log is append-only and its "
-        "rows are written only by repositories.audit.record, inside each audited write."
+        "rows are written only by repositories.core.audit.record, inside each audited write."
     )

@@ -16,18 +16,24 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from domain.models import SystemConfig
-from repositories.audit import REDACTED, AuditEntry, current_audit_state, entity_type_of, record
-from repositories.base import BaseRepository
-from repositories.conf import setting
-from repositories.error_mapping import translate_errors
+from repositories.core.audit import (
+    REDACTED,
+    AuditEntry,
+    current_audit_state,
+    entity_type_of,
+    record,
+)
+from repositories.core.base import BaseRepository
+from repositories.core.conf import setting
+from repositories.core.error_mapping import translate_errors
+from repositories.core.filters import StrictFilterSet
+from repositories.core.transactions import atomic, check_deferred_constraints
 from repositories.errors import (
     InvalidQueryError,
     NotFoundError,
     StaleObjectError,
     ValidationError,
 )
-from repositories.filters import StrictFilterSet
-from repositories.transactions import atomic, check_deferred_constraints
 
 #: The same rule as the CHECK constraint system_config_key_format.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")

@@ -19,14 +19,14 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from domain.models import User, UserSession
-from repositories.audit import AuditEntry, entity_type_of, record, snapshot
-from repositories.base import BaseRepository
-from repositories.conf import setting
-from repositories.error_mapping import translate_errors
+from repositories.core.audit import AuditEntry, entity_type_of, record, snapshot
+from repositories.core.base import BaseRepository
+from repositories.core.conf import setting
+from repositories.core.error_mapping import translate_errors
+from repositories.core.filters import StrictFilterSet
+from repositories.core.keys import parse_uuid
+from repositories.core.transactions import atomic, check_deferred_constraints
 from repositories.errors import NotFoundError, ValidationError
-from repositories.filters import StrictFilterSet
-from repositories.keys import parse_uuid
-from repositories.transactions import atomic, check_deferred_constraints
 
 #: Bytes of randomness in a token: 256 bits, URL-safe base64 (43 characters).
 TOKEN_BYTES = 32

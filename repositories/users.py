@@ -13,12 +13,12 @@ from django.core.validators import EmailValidator
 from django.db.models import Q, QuerySet
 
 from domain.models import User
-from repositories.base import BaseRepository
-from repositories.error_mapping import translate_errors
+from repositories.core.base import BaseRepository
+from repositories.core.error_mapping import translate_errors
+from repositories.core.filters import StrictFilterSet
+from repositories.core.transactions import atomic
 from repositories.errors import InvalidQueryError, ValidationError
-from repositories.filters import StrictFilterSet
 from repositories.sessions import SessionRepository
-from repositories.transactions import atomic
 
 _EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length or 254
 _validate_email = EmailValidator()

@@ -150,7 +150,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         with ctx.admin() as conn:
             clear_commerce(conn)
 
-    repo_cls = repository("catalog", "ProductRepository")
+    repo_cls = repository("products", "ProductRepository")
     repo = repo_cls(using=alias) if repo_cls is not None else None
     # create_many should take the initial stock and write its ledger; when the
     # repository refuses stock_quantity, it inserts the products without stock.

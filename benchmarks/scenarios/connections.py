@@ -85,9 +85,9 @@ def run(ctx: BenchContext) -> ScenarioResult:
         Variant(RAW, raw_pooled, normalize),
         Variant(RAW_CONNECT, raw_connect, normalize),
     ]
-    product_repo = repository("catalog", "ProductRepository")
+    product_repo = repository("products", "ProductRepository")
     user_repo = repository("users", "UserRepository")
-    category_repo = repository("catalog", "CategoryRepository")
+    category_repo = repository("categories", "CategoryRepository")
     if product_repo and user_repo and category_repo:
         repos = (
             product_repo(using=ctx.alias),

@@ -26,7 +26,7 @@ from benchmarks.harness import (
 )
 from benchmarks.scenarios.pk_lookup import CATEGORY_COLUMNS, PRODUCT_COLUMNS, SELECT_SQL
 from domain.models import Product
-from repositories.pagination import max_page_size
+from repositories.core.pagination import max_page_size
 
 PAGE = 20
 ORDER = ["created_at"]
@@ -70,7 +70,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         Variant(NAIVE, naive, lambda pairs: pairs, repeat=2),
         Variant(RAW, raw_page, lambda rows: [(r[0], r[category_name]) for r in rows], raw=raw),
     ]
-    repo_cls = repository("catalog", "ProductRepository")
+    repo_cls = repository("products", "ProductRepository")
     if repo_cls is None:
         result.notes.append("ProductRepository not available: repository variant skipped")
     else:

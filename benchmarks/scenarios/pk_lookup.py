@@ -88,7 +88,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         Variant(WITH_CATEGORY, get_with_category, product_key),
         Variant(RAW, lambda pid: raw.execute(SELECT_SQL, (pid,)).fetchone(), row_key, raw=raw),
     ]
-    repo_cls = repository("catalog", "ProductRepository")
+    repo_cls = repository("products", "ProductRepository")
     if repo_cls is not None:
         repo = repo_cls(using=ctx.alias)
         variants.insert(1, Variant(REPOSITORY, repo.find_by_id, product_key))

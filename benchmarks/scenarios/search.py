@@ -100,7 +100,7 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
     def row_ids(rows: list[Any]) -> list[Any]:
         return [row[0] for row in rows]
 
-    repo_cls = repository("catalog", "ProductRepository")
+    repo_cls = repository("products", "ProductRepository")
     with ctx.admin() as conn:
         hits = {
             word: {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django_filters import filters
 
-from repositories.base import BaseRepository
-from repositories.filters import StrictFilterSet
+from repositories.core.base import BaseRepository
+from repositories.core.filters import StrictFilterSet
 from tests.parity_app.models import Book, Gadget, Owner, Shelf, TenantNote, TrackedItem, Widget
 
 

@@ -6,8 +6,8 @@ from django.db.models import QuerySet
 from django_filters import filters
 
 from domain.models import AuditLog, Category, Order, Product, SystemConfig, User
-from repositories.base import BaseRepository
-from repositories.filters import NumberInFilter, StrictFilterSet, UUIDInFilter
+from repositories.core.base import BaseRepository
+from repositories.core.filters import NumberInFilter, StrictFilterSet, UUIDInFilter
 
 
 class SampleProductFilterSet(StrictFilterSet):

@@ -10,9 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from domain.models import AuditLog, InventoryMovement, Order, Product, UserSession
-from repositories.arguments import unstorable_value
+from repositories import ProductRepository
 from repositories.audit_log import AuditLogRepository
-from repositories.catalog import ProductRepository
+from repositories.core.arguments import unstorable_value
 from repositories.errors import InvalidQueryError, ValidationError
 from repositories.orders import OrderRepository
 from repositories.sessions import SessionRepository

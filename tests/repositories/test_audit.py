@@ -12,7 +12,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, connection, transaction
 
 from domain.models import AuditLog, Product, User
-from repositories.audit import (
+from repositories.core.audit import (
     REDACTED,
     AuditEntry,
     audit_context,
@@ -235,7 +235,7 @@ def test_entity_type_of_is_the_model_name():
 
 
 def test_json_safe_handles_other_types():
-    from repositories.audit import _json_safe
+    from repositories.core.audit import _json_safe
 
     assert _json_safe({"t": dt.timedelta(seconds=2), "b": b"\x01", "s": {3}}) == {
         "t": 2.0,

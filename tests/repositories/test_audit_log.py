@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domain.models import AuditLog
-from repositories.audit import audit_context
 from repositories.audit_log import AuditLogRepository, ReadOnlyRepositoryError
-from repositories.error_mapping import sqlstate_of
+from repositories.core.audit import audit_context
+from repositories.core.error_mapping import sqlstate_of
 from repositories.errors import InvalidQueryError, RepositoryError
 from repositories.users import UserRepository
 from tests.factories import AuditLogFactory, UserFactory

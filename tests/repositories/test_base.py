@@ -12,7 +12,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from domain.models import AuditLog, Category, InventoryMovement, Order, Product, SystemConfig
-from repositories.base import BaseRepository
+from repositories.core.base import BaseRepository
 from repositories.errors import (
     ConflictError,
     InvalidQueryError,
@@ -898,7 +898,7 @@ def test_writes_return_the_row_even_when_get_queryset_hides_it():
 
 def test_package_exports_the_public_names_lazily():
     import repositories
-    from repositories.pagination import Page
+    from repositories.core.pagination import Page
 
     assert repositories.Page is Page
     assert repositories.BaseRepository is BaseRepository

@@ -12,13 +12,13 @@ from django.db.models.expressions import DatabaseDefault
 from django.test.utils import CaptureQueriesContext
 
 from domain.models import AuditLog, InventoryMovement, Product, SystemConfig
-from repositories import audit
-from repositories.audit import REDACTED, AuditEntry, audit_context, record
-from repositories.bulk import copy_rows
-from repositories.catalog import ProductRepository
-from repositories.error_mapping import translate_errors
+from repositories import ProductRepository
+from repositories.core import audit
+from repositories.core.audit import REDACTED, AuditEntry, audit_context, record
+from repositories.core.bulk import copy_rows
+from repositories.core.error_mapping import translate_errors
+from repositories.core.instrumentation import count_queries, query_label
 from repositories.errors import ConflictError, ValidationError
-from repositories.instrumentation import count_queries, query_label
 from tests.factories import CategoryFactory, ProductFactory, UserFactory
 from tests.repositories.sample_repositories import (
     SampleAuditLogRepository,

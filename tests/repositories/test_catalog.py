@@ -12,14 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.models import AuditLog, Category, Product
-from repositories.catalog import (
-    CategoryNode,
-    CategoryRepository,
-    ProductRepository,
-    build_search_query,
-)
-from repositories.error_mapping import sqlstate_of
+from repositories import CategoryNode, CategoryRepository, ProductRepository
+from repositories.core.error_mapping import sqlstate_of
 from repositories.errors import ConflictError, InvalidQueryError, NotFoundError, ValidationError
+from repositories.search import build_search_query
 from tests.factories import CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,12 +8,12 @@ import pytest
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
-from repositories import instrumentation
-from repositories.catalog import ProductRepository
-from repositories.conf import DEFAULTS, setting
+from repositories import ProductRepository
 from repositories.configuration import SystemConfigRepository
+from repositories.core import instrumentation
+from repositories.core.conf import DEFAULTS, setting
+from repositories.core.instrumentation import count_queries
 from repositories.errors import InvalidQueryError
-from repositories.instrumentation import count_queries
 from repositories.sessions import SessionRepository
 from tests.factories import ProductFactory, UserFactory
 

@@ -14,9 +14,10 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 from domain.models import AuditLog, SystemConfig
-from repositories.audit import audit_context
-from repositories.base import BaseRepository
 from repositories.configuration import SystemConfigRepository
+from repositories.core.audit import audit_context
+from repositories.core.base import BaseRepository
+from repositories.core.instrumentation import count_queries
 from repositories.errors import (
     ConflictError,
     InvalidQueryError,
@@ -24,7 +25,6 @@ from repositories.errors import (
     StaleObjectError,
     ValidationError,
 )
-from repositories.instrumentation import count_queries
 from tests.factories import SystemConfigFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -487,7 +487,7 @@ def test_database_check_backs_up_the_key_format_as_a_validation_error():
 
 @pytest.mark.django_db
 def test_set_refuses_an_unknown_actor_inside_the_call_not_at_the_callers_commit():
-    from repositories.transactions import atomic
+    from repositories.core.transactions import atomic
 
     ghost = UserFactory.build(id=uuid.uuid4())  # never saved: no such user row
     repository = SystemConfigRepository()

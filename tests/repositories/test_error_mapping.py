@@ -15,13 +15,14 @@ from django.db import transaction as django_transaction
 from django.db.models import F, ProtectedError
 
 from domain.models import AuditLog, Category, Product, User, UserSession
-from repositories.error_mapping import (
+from repositories.core.error_mapping import (
     discard_broken_connection,
     is_retryable,
     sqlstate_of,
     translate,
     translate_errors,
 )
+from repositories.core.transactions import atomic
 from repositories.errors import (
     ConflictError,
     DatabaseUnavailableError,
@@ -32,7 +33,6 @@ from repositories.errors import (
     TransactionConflictError,
     ValidationError,
 )
-from repositories.transactions import atomic
 from tests.factories import (
     AuditLogFactory,
     CategoryFactory,
@@ -418,7 +418,7 @@ def test_real_error_on_a_table_without_model_names_the_column():
 def test_check_message_prefers_a_custom_violation_message():
     from django.db import models as dj_models
 
-    from repositories.error_mapping import _check_message
+    from repositories.core.error_mapping import _check_message
 
     class Meta:
         constraints = [

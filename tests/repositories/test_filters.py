@@ -11,8 +11,8 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from domain.models import Product
+from repositories.core.filters import StrictFilterSet
 from repositories.errors import InvalidQueryError
-from repositories.filters import StrictFilterSet
 from tests.factories import CategoryFactory, ProductFactory
 from tests.repositories.sample_repositories import (
     SampleProductFilterSet,

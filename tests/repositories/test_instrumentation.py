@@ -12,8 +12,8 @@ from django.db.backends.signals import connection_created
 from django.test.utils import CaptureQueriesContext
 
 from domain.models import SystemConfig
-from repositories import instrumentation
-from repositories.instrumentation import count_queries, current_label, query_label
+from repositories.core import instrumentation
+from repositories.core.instrumentation import count_queries, current_label, query_label
 from tests.factories import SystemConfigFactory
 
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from domain.models import AuditLog, InventoryMovement, Product
-from repositories.catalog import ProductRepository
+from repositories import ProductRepository
 from repositories.errors import (
     InsufficientStockError,
     InvalidQueryError,

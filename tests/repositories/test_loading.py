@@ -1,4 +1,4 @@
-"""Instances from hand-written rows (repositories.loading) match what the ORM builds."""
+"""Instances from hand-written rows (repositories.core.loading) match what the ORM builds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models import Prefetch
 
 from domain.models import Order, OrderItem, SystemConfig
-from repositories.loading import attach_prefetched, row_loader
+from repositories.core.loading import attach_prefetched, row_loader
 from tests.factories import OrderFactory, OrderItemFactory, SystemConfigFactory
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,8 @@ from django.test import RequestFactory
 from django.utils.functional import SimpleLazyObject
 
 from domain.models import AuditLog
-from repositories.audit import AuditEntry, AuditState, current_audit_state, record
-from repositories.middleware import AuditContextMiddleware
+from repositories.core.audit import AuditEntry, AuditState, current_audit_state, record
+from repositories.core.middleware import AuditContextMiddleware
 from tests.factories import UserFactory
 
 HEX32 = re.compile(r"[0-9a-f]{32}")

@@ -76,7 +76,7 @@ def deadlocks_so_far() -> int:
 
 
 def test_concurrent_orders_over_same_products_in_opposite_order_all_succeed(caplog):
-    caplog.set_level(logging.INFO, logger="repositories.transactions")
+    caplog.set_level(logging.INFO, logger="repositories.core.transactions")
     deadlocks_before = deadlocks_so_far()
     products = [ProductFactory.with_stock(100) for _ in range(4)]
     users = UserFactory.create_batch(24)

@@ -285,7 +285,7 @@ def test_place_order_returns_what_get_with_items_reads(orders, django_assert_num
 
 
 def test_place_order_audits_order_and_stock_with_the_context(orders):
-    from repositories.audit import audit_context
+    from repositories.core.audit import audit_context
 
     user = UserFactory.create()
     product = ProductFactory.with_stock(7, price=Decimal("2.50"))
@@ -458,7 +458,7 @@ def test_get_with_items_loads_items_and_products_in_two_queries(orders, django_a
 
 
 def test_get_with_items_loads_what_the_orm_prefetch_loads(orders):
-    from repositories.orders import _items_prefetch
+    from repositories.orders.reads import items_prefetch as _items_prefetch
 
     order = OrderFactory.create()
     OrderItemFactory.create_batch(3, order=order)
@@ -617,7 +617,7 @@ def test_order_find_many_filters_by_status_and_sorts_by_total(orders, django_ass
 
 
 def test_place_order_raises_conflict_when_order_number_clashes(orders, monkeypatch):
-    monkeypatch.setattr("repositories.orders.new_order_number", lambda placed_at: "ORD-SAME")
+    monkeypatch.setattr("repositories.orders.placing.new_order_number", lambda placed_at: "ORD-SAME")
     product = ProductFactory.with_stock(5)
     orders.place_order(UserFactory.create().pk, [(product.pk, 1)], idempotency_key="a")
     with pytest.raises(ConflictError) as info:
@@ -644,7 +644,7 @@ def test_generic_writes_cannot_bypass_order_verbs(orders):
 
 
 def test_transition_takes_actor_from_audit_context_when_not_given(orders):
-    from repositories.audit import audit_context
+    from repositories.core.audit import audit_context
 
     order, _ = _placed(orders)
     staff = UserFactory.create(is_staff=True)

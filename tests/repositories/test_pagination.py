@@ -16,8 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domain.models import Product
-from repositories.errors import InvalidQueryError
-from repositories.pagination import (
+from repositories.core.pagination import (
     CursorPage,
     Page,
     RowComparison,
@@ -30,6 +29,7 @@ from repositories.pagination import (
     keyset_condition,
     query_fingerprint,
 )
+from repositories.errors import InvalidQueryError
 from tests.factories import CategoryFactory, ProductFactory
 from tests.repositories.sample_repositories import SampleProductRepository
 

@@ -35,11 +35,12 @@ from django.utils import timezone
 
 import repositories
 from domain.models import OrderStatusHistory, Product, SystemConfig
+from repositories import CategoryRepository, ProductRepository
 from repositories.audit_log import AuditLogRepository, ReadOnlyRepositoryError
-from repositories.base import BaseRepository
-from repositories.catalog import CategoryRepository, ProductRepository
 from repositories.configuration import SystemConfigRepository
-from repositories.error_mapping import DATABASE_ERRORS
+from repositories.core.base import BaseRepository
+from repositories.core.error_mapping import DATABASE_ERRORS
+from repositories.core.transactions import atomic, transactional
 from repositories.errors import (
     DatabaseUnavailableError,
     ReadOnlyDatabaseError,
@@ -49,7 +50,6 @@ from repositories.errors import (
 )
 from repositories.orders import OrderRepository
 from repositories.sessions import SessionRepository
-from repositories.transactions import atomic, transactional
 from repositories.users import UserRepository
 from tests.factories import (
     AuditLogFactory,
@@ -79,8 +79,9 @@ def _repository_classes() -> dict[str, type[BaseRepository[Any]]]:
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
-        # Test and sample repositories (tests.*) are not part of the product.
-        if cls.__module__.split(".", 1)[0] == "repositories":
+        # Test and sample repositories (tests.*) are not part of the product; the parts
+        # a repository is assembled from (OrderReads, ...) have no model of their own.
+        if cls.__module__.split(".", 1)[0] == "repositories" and hasattr(cls, "model"):
             found[cls.__name__] = cls
     return found
 

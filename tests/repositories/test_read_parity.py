@@ -41,10 +41,10 @@ from django.test.utils import CaptureQueriesContext
 from zeal import zeal_ignore
 
 from domain.models import AuditLog, Category, Order, Product, SystemConfig, User, UserSession
+from repositories import CategoryNode, CategoryRepository, ProductRepository
 from repositories.audit_log import AuditLogRepository
-from repositories.base import BaseRepository
-from repositories.catalog import CategoryNode, CategoryRepository, ProductRepository
 from repositories.configuration import SystemConfigRepository
+from repositories.core.base import BaseRepository
 from repositories.errors import NotFoundError
 from repositories.orders import OrderRepository
 from repositories.sessions import SessionRepository, hash_token

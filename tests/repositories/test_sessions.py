@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domain.models import AuditLog, UserSession
+from repositories.core.instrumentation import count_queries
 from repositories.errors import InvalidQueryError, NotFoundError, ValidationError
-from repositories.instrumentation import count_queries
 from repositories.sessions import SessionRepository, SuspiciousUser, hash_token
 from tests.factories import UserFactory, UserSessionFactory
 

@@ -12,8 +12,9 @@ import pytest
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 
 from domain.models import SystemConfig
-from repositories import transactions
-from repositories.error_mapping import sqlstate_of
+from repositories.core import transactions
+from repositories.core.error_mapping import sqlstate_of
+from repositories.core.transactions import atomic, backoff_seconds, transactional
 from repositories.errors import (
     ConflictError,
     DatabaseUnavailableError,
@@ -23,7 +24,6 @@ from repositories.errors import (
     TransactionUsageError,
     ValidationError,
 )
-from repositories.transactions import atomic, backoff_seconds, transactional
 from tests.factories import SystemConfigFactory
 
 BARRIER_TIMEOUT = 20

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from repositories.errors import RepositoryError
+from repositories.core.errors import RepositoryError
 from repositories.sessions import SessionRepository
 
 

@@ -21,8 +21,8 @@ from django.db.models import BooleanField, Q
 from django.db.models.expressions import Expression, F, Value
 from django.db.models.sql.compiler import SQLCompiler
 
-from repositories.conf import setting
-from repositories.errors import InvalidQueryError
+from repositories.core.conf import setting
+from repositories.core.errors import InvalidQueryError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db import Error as DjangoDatabaseError
 from django.db.models.expressions import F
 
-from repositories.errors import (
+from repositories.core.errors import (
     ConflictError,
     DatabaseUnavailableError,
     InvalidQueryError,

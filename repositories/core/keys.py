@@ -6,6 +6,8 @@ import uuid
 
 from django.db import models
 
+from repositories.core.errors import NotFoundError
+
 
 def parse_uuid(value: object) -> uuid.UUID | None:
     """Return `value` (a UUID, its text, or a model instance) as a UUID, else None."""
@@ -19,3 +21,11 @@ def parse_uuid(value: object) -> uuid.UUID | None:
         except ValueError:
             return None
     return None
+
+
+def require_uuid(entity: str, value: object) -> uuid.UUID:
+    """Return `value` as a UUID (see parse_uuid); raise NotFoundError when malformed."""
+    key = parse_uuid(value)
+    if key is None:
+        raise NotFoundError(entity, value)
+    return key

@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import QuerySet
 from django_filters import filters
 
-from repositories.errors import InvalidQueryError
+from repositories.core.errors import InvalidQueryError
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})

@@ -17,7 +17,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from repositories.conf import setting
+from repositories.core.conf import setting
 
 logger = logging.getLogger("repositories.queries")
 
@@ -146,8 +146,10 @@ def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwarg
 
 def install() -> None:
     """Wire the wrapper on every connection: open ones now, new ones as they connect."""
-    connection_created.connect(_on_connection_created, dispatch_uid="repositories.instrumentation")
-    setting_changed.connect(_reset_threshold, dispatch_uid="repositories.instrumentation")
+    connection_created.connect(
+        _on_connection_created, dispatch_uid="repositories.core.instrumentation"
+    )
+    setting_changed.connect(_reset_threshold, dispatch_uid="repositories.core.instrumentation")
     for connection in connections.all(initialized_only=True):
         add_wrapper(connection)
 

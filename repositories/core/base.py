@@ -17,20 +17,20 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from repositories.arguments import argument_path, unstorable_value
-from repositories.audit import AuditEntry, diff, entity_type_of, record, snapshot
-from repositories.bulk import copy_rows
-from repositories.error_mapping import translate_errors
-from repositories.errors import (
+from repositories.core.arguments import argument_path, unstorable_value
+from repositories.core.audit import AuditEntry, diff, entity_type_of, record, snapshot
+from repositories.core.bulk import copy_rows
+from repositories.core.error_mapping import translate_errors
+from repositories.core.errors import (
     ConflictError,
     InvalidQueryError,
     NotFoundError,
     StaleObjectError,
     ValidationError,
 )
-from repositories.filters import StrictFilterSet
-from repositories.instrumentation import query_label
-from repositories.pagination import (
+from repositories.core.filters import StrictFilterSet
+from repositories.core.instrumentation import query_label
+from repositories.core.pagination import (
     CursorPage,
     Page,
     SortKey,
@@ -40,7 +40,7 @@ from repositories.pagination import (
     max_page_size,
     query_fingerprint,
 )
-from repositories.transactions import check_deferred_constraints
+from repositories.core.transactions import check_deferred_constraints
 
 ModelT = TypeVar("ModelT", bound=models.Model)
 FuncT = TypeVar("FuncT", bound=Callable[..., Any])
@@ -165,7 +165,7 @@ class BaseRepository(Generic[ModelT]):
     `audit_exclude`, `readonly_fields` (never written) and `create_only_fields` (set
     when a row is created, refused by updates). Every public method runs inside
     `query_label("<Class>.<method>")`. Database errors surface as RepositoryError
-    subclasses (see repositories.error_mapping). Soft-deleted rows are invisible unless
+    subclasses (see repositories.core.error_mapping). Soft-deleted rows are invisible unless
     `include_deleted=True` is passed where offered.
     """
 

@@ -29,6 +29,11 @@ def env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
+def env_list(name: str) -> list[str]:
+    """Read a comma-separated environment variable, dropping blank items."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
 DEBUG = env_bool("DEBUG", False)
 
@@ -38,9 +43,30 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"  # noqa: S105
 
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if DEBUG or TESTING:
     ALLOWED_HOSTS += ["127.0.0.1", "localhost", "testserver"]
+
+# --- HTTPS ----------------------------------------------------------------------------
+# Secure unless DEBUG or the tests, which serve plain http (`make run` on 127.0.0.1:8000,
+# the test client); each setting can still be forced either way from the environment.
+_HTTPS_ONLY = not (DEBUG or TESTING)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _HTTPS_ONLY)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _HTTPS_ONLY)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _HTTPS_ONLY)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _HTTPS_ONLY)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Opt-in: trust this header only behind a proxy that sets it and strips it from clients.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be HEADER,VALUE, e.g. HTTP_X_FORWARDED_PROTO,https."
+    )
+SECURE_PROXY_SSL_HEADER = (
+    (_proxy_ssl_header[0], _proxy_ssl_header[1]) if _proxy_ssl_header else None
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -23,10 +23,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --cov --cov-report=term --cov-fail-under=95
 
-lint: $(STAMP)
+# squawk, the migration SQL linter, pinned by package-lock.json (Node 20+ and npm).
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# The last step lints every migration's SQL (sqlmigrate, both directions) with squawk;
+# sqlmigrate needs the database (DATABASE_URL, or the embedded PostgreSQL).
+lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DEBUG=1 $(BIN)/mypy .
+	DEBUG=$${DEBUG:-1} $(BIN)/python scripts/squawk_migrations.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

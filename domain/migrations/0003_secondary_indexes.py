@@ -1,13 +1,28 @@
-"""Secondary indexes, built with CREATE INDEX CONCURRENTLY so writes never wait on them."""
+"""Secondary indexes, built with CREATE INDEX CONCURRENTLY so writes never wait on them.
+
+Each build first drops an index of the same name left INVALID by an earlier failed attempt
+(RetrySafeAddIndexConcurrently, domain/migration_ops.py), so a failed run is re-run as is.
+Databases that applied the earlier version of this file are unaffected: same indexes.
+"""
 
 import django.contrib.postgres.indexes
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
+from domain import migration_ops
+from domain.migration_ops import RetrySafeAddIndexConcurrently as AddIndexConcurrently
 
-class Migration(migrations.Migration):
+
+class Migration(migration_ops.Migration):
     # CONCURRENTLY cannot run inside a transaction block.
     atomic = False
+    # A concurrent build takes SHARE UPDATE EXCLUSIVE, which no read or write waits for,
+    # and then waits for the transactions older than itself; lock_timeout also cuts that
+    # wait, and a build cut off leaves an INVALID index. So: long enough for ordinary
+    # transactions to finish, short enough to stop on an idle-in-transaction session.
+    lock_timeout = "1min"
+    # A build takes as long as the table needs; a server or role statement_timeout must
+    # not abort it half-way (that too leaves an INVALID index).
+    statement_timeout = "0"
 
     dependencies = [
         ("domain", "0002_audit_append_only"),

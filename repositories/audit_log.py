@@ -44,6 +44,7 @@ class AuditLogRepository(BaseRepository[AuditLog]):
     """
 
     model = AuditLog
+    audit = True
     filterset_class = AuditLogFilterSet
     sortable_fields = ("occurred_at",)
     default_order = ("-occurred_at",)

@@ -74,6 +74,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     """
 
     model = SystemConfig
+    audit = True
     audit_inputs = ("key",)
     filterset_class = SystemConfigFilterSet
     sortable_fields = ("key", "updated_at", "created_at")

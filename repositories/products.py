@@ -64,6 +64,7 @@ class ProductRepository(BaseRepository[Product]):
     """
 
     model = Product
+    audit = True
     lookup_methods = BaseRepository.lookup_methods | {"find_by_sku"}
     filterset_class = ProductFilterSet
     sortable_fields = ("name", "price", "created_at", "stock_quantity", "sku")

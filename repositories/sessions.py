@@ -105,6 +105,7 @@ class SessionRepository(BaseRepository[UserSession]):
     """
 
     model = UserSession
+    audit = True
     lookup_methods = BaseRepository.lookup_methods | {"validate"}
     filterset_class = UserSessionFilterSet
     sortable_fields = ("created_at", "expires_at", "last_seen_at")
@@ -116,11 +117,11 @@ class SessionRepository(BaseRepository[UserSession]):
 
     def create(self, data: Mapping[str, Any]) -> NoReturn:
         """Refuse: sessions are opened by create_session(), which issues the token."""
-        raise TypeError("SessionRepository.create is refused: use create_session().")
+        raise ValidationError({"__all__": ["Sessions are opened with create_session()."]})
 
     def create_many(self, rows: Iterable[Mapping[str, Any]], *, batch_size: int = 1000) -> NoReturn:
         """Refuse: sessions are opened one at a time by create_session()."""
-        raise TypeError("SessionRepository.create_many is refused: use create_session().")
+        raise ValidationError({"__all__": ["Sessions are opened with create_session()."]})
 
     def create_session(
         self,

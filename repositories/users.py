@@ -56,6 +56,7 @@ class UserRepository(BaseRepository[User]):
     """
 
     model = User
+    audit = True
     lookup_methods = BaseRepository.lookup_methods | {"find_by_email"}
     filterset_class = UserFilterSet
     sortable_fields = ("email", "created_at", "last_name")

@@ -160,7 +160,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         error_cls = repository("errors", "ValidationError")
         try:
             repo.create_many(make_rows(1, categories))
-        except error_cls as exc:  # type: ignore[misc]
+        except error_cls as exc:
             if "stock_quantity" not in str(exc):
                 raise
             repo_takes_stock = False

@@ -13,7 +13,11 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["argument_path", "unstorable_value"]
+from repositories.core.errors import InvalidQueryError
+
+__all__ = ["MAX_BIGINT", "argument_path", "check_int", "unstorable_value"]
+
+MAX_BIGINT = 2**63 - 1
 
 #: How deep nested containers are searched (rows of a bulk call are depth 2).
 _MAX_DEPTH = 6
@@ -71,3 +75,15 @@ def argument_path(
     ][1:]
     index = int(position)
     return names[index] if index < len(names) else position
+
+
+def check_int(name: str, value: object, *, minimum: int, maximum: int = MAX_BIGINT) -> int:
+    """Return `value` when it is an int (not a bool) in minimum..maximum, else raise
+    InvalidQueryError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidQueryError({name: ["Enter a whole number."]})
+    if value < minimum:
+        raise InvalidQueryError({name: [f"Must be at least {minimum}."]})
+    if value > maximum:
+        raise InvalidQueryError({name: [f"Must be at most {maximum}."]})
+    return value

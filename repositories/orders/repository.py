@@ -43,6 +43,7 @@ class OrderRepository(OrderReads, OrderPlacing, OrderStatusChanges, OrderAnalyti
     """Place, read, move through statuses and analyse orders. Orders are never deleted."""
 
     model = Order
+    audit = True
     filterset_class = OrderFilterSet
     sortable_fields = ("placed_at", "total", "status", "created_at", "number")
     default_order = ("-placed_at",)

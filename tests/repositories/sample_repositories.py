@@ -28,6 +28,7 @@ class SampleProductRepository(BaseRepository[Product]):
     """Products with their category, filtered by SampleProductFilterSet."""
 
     model = Product
+    audit = True
     filterset_class = SampleProductFilterSet
     sortable_fields = ("name", "price", "created_at", "stock_quantity", "sku", "category_id")
     default_order = ("name",)
@@ -47,6 +48,7 @@ class SampleCategoryRepository(BaseRepository[Category]):
     """Categories with their live products prefetched."""
 
     model = Category
+    audit = True
     filterset_class = SampleCategoryFilterSet
     sortable_fields = ("name", "created_at")
     default_order = ("name",)
@@ -57,6 +59,7 @@ class SampleOrderRepository(BaseRepository[Order]):
     """Orders: versioned, never soft-deleted; no FilterSet declared (the default is strict)."""
 
     model = Order
+    audit = True
     sortable_fields = ("placed_at", "total", "status")
     default_order = ("-placed_at",)
     select_related = ("user",)
@@ -64,12 +67,14 @@ class SampleOrderRepository(BaseRepository[Order]):
 
 class SampleConfigRepository(BaseRepository[SystemConfig]):
     model = SystemConfig
+    audit = True
     sortable_fields = ("key",)
     default_order = ("key",)
 
 
 class SampleUserRepository(BaseRepository[User]):
     model = User
+    audit = True
     sortable_fields = ("email", "created_at", "last_name")
     default_order = ("-created_at",)
     audit_exclude = ("last_login",)
@@ -79,6 +84,7 @@ class SampleAuditLogRepository(BaseRepository[AuditLog]):
     """A bigint-keyed model."""
 
     model = AuditLog
+    audit = True
     sortable_fields = ("occurred_at",)
     default_order = ("-occurred_at",)
 
@@ -94,6 +100,7 @@ class SampleChildCategoryRepository(BaseRepository[Category]):
     """Categories with their (nullable, self-referencing) parent joined."""
 
     model = Category
+    audit = True
     filterset_class = SampleCategoryFilterSet
     sortable_fields = ("name", "slug", "created_at", "parent_id")
     default_order = ("name",)

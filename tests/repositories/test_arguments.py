@@ -65,7 +65,7 @@ def test_reads_refuse_unstorable_text_without_querying(bad):
 def test_writes_refuse_unstorable_text_and_write_nothing(bad):
     product = ProductFactory.with_stock(5)
     description = product.description
-    user = UserFactory()
+    user = UserFactory.create()
     products = ProductRepository()
     orders = OrderRepository()
     before = (Product.objects.count(), Order.objects.count(), AuditLog.objects.count())
@@ -93,7 +93,7 @@ def test_writes_refuse_unstorable_text_and_write_nothing(bad):
 @pytest.mark.django_db
 def test_transition_note_with_a_lone_surrogate_is_refused():
     product = ProductFactory.with_stock(2)
-    order = OrderRepository().place_order(UserFactory().pk, [(product.pk, 1)])
+    order = OrderRepository().place_order(UserFactory.create().pk, [(product.pk, 1)])
     with pytest.raises(ValidationError) as caught:
         OrderRepository().transition(order.pk, "paid", note=SURROGATE)
     assert "note" in caught.value.errors
@@ -115,7 +115,7 @@ def test_create_refuses_a_float_or_decimal_for_an_integer_field(stock):
 
 @pytest.mark.django_db
 def test_find_by_id_does_not_truncate_a_float_key():
-    entry = AuditLogFactory()
+    entry = AuditLogFactory.create()
     repository = AuditLogRepository()
     assert repository.find_by_id(entry.pk) is not None
     assert repository.find_by_id(entry.pk + 0.5) is None
@@ -133,7 +133,7 @@ def test_adjust_stock_refuses_a_reason_that_is_not_a_string():
 
 @pytest.mark.django_db
 def test_create_session_refuses_a_lifetime_that_overflows():
-    user = UserFactory()
+    user = UserFactory.create()
     with pytest.raises(ValidationError) as caught:
         SessionRepository().create_session(user.pk, ttl=timedelta.max)
     assert "ttl" in caught.value.errors

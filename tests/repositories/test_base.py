@@ -508,9 +508,9 @@ def test_update_bumps_updated_at_on_unversioned_model():
     assert updated.updated_at > category.updated_at
 
 
-def test_update_with_expected_version_on_unversioned_model_raises_type_error():
+def test_update_with_expected_version_on_unversioned_model_raises_validation_error():
     category = CategoryFactory.create()
-    with pytest.raises(TypeError, match="version"):
+    with pytest.raises(ValidationError, match="version"):
         SampleCategoryRepository().update(category.pk, {"name": "x"}, expected_version=1)
 
 
@@ -779,9 +779,9 @@ def test_restore_raises_conflict_with_deleted_row_flag_when_sku_is_taken():
 def test_soft_delete_and_restore_refuse_models_without_deleted_at():
     order = OrderFactory.create()
     repository = SampleOrderRepository()
-    with pytest.raises(TypeError, match="deleted_at"):
+    with pytest.raises(ValidationError, match="soft-deleted"):
         repository.soft_delete(order.pk)
-    with pytest.raises(TypeError, match="deleted_at"):
+    with pytest.raises(ValidationError, match="soft-deleted"):
         repository.restore(order.pk)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 from django.db import connection
 from django.db.models import Prefetch
@@ -18,7 +20,7 @@ def _fields(model):
 
 
 def test_row_loader_applies_field_converters_like_the_orm():
-    entry = SystemConfigFactory(value={"limit": 3, "tags": ["a"]})
+    entry = SystemConfigFactory.create(value={"limit": 3, "tags": ["a"]})
     fields = _fields(SystemConfig)
     columns = ", ".join(f'"{f.column}"' for f in fields)
     with connection.cursor() as cursor:
@@ -36,7 +38,7 @@ def test_row_loader_applies_field_converters_like_the_orm():
 
 
 def test_row_loader_leaves_fields_not_given_deferred():
-    entry = SystemConfigFactory(value=[1, 2])
+    entry = SystemConfigFactory.create(value=[1, 2])
     fields = [SystemConfig._meta.pk, SystemConfig._meta.get_field("value")]
     loaded = row_loader(SystemConfig, fields, "default")((entry.pk, "[1, 2]"))
     assert loaded.value == [1, 2]
@@ -44,13 +46,14 @@ def test_row_loader_leaves_fields_not_given_deferred():
 
 
 def test_attach_prefetched_stores_what_prefetch_related_stores(django_assert_num_queries):
-    order = OrderFactory()
+    order = OrderFactory.create()
     OrderItemFactory.create_batch(2, order=order)
     base = OrderItem.objects.order_by("product_name", "id")
     expected = Order.objects.prefetch_related(Prefetch("items", queryset=base)).get(pk=order.pk)
     built = Order.objects.get(pk=order.pk)
     attach_prefetched(built, "items", list(base.filter(order=order)), base)
-    assert built._prefetched_objects_cache.keys() == expected._prefetched_objects_cache.keys()
+    cache_of = operator.attrgetter("_prefetched_objects_cache")
+    assert cache_of(built).keys() == cache_of(expected).keys()
     with django_assert_num_queries(0):
         items = list(built.items.all())
         assert all(item.order is built for item in items)

@@ -175,7 +175,7 @@ def test_place_order_refuses_a_user_hard_deleted_while_it_waits_for_a_product_lo
     from repositories.errors import NotFoundError
 
     product = ProductFactory.with_stock(5)
-    user = UserFactory()
+    user = UserFactory.create()
     with _raw_connection() as holder, _raw_connection() as deleter:
         holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", [product.pk])
         outcome: list[Any] = []

@@ -617,7 +617,9 @@ def test_order_find_many_filters_by_status_and_sorts_by_total(orders, django_ass
 
 
 def test_place_order_raises_conflict_when_order_number_clashes(orders, monkeypatch):
-    monkeypatch.setattr("repositories.orders.placing.new_order_number", lambda placed_at: "ORD-SAME")
+    monkeypatch.setattr(
+        "repositories.orders.placing.new_order_number", lambda placed_at: "ORD-SAME"
+    )
     product = ProductFactory.with_stock(5)
     orders.place_order(UserFactory.create().pk, [(product.pk, 1)], idempotency_key="a")
     with pytest.raises(ConflictError) as info:

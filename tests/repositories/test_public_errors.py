@@ -377,15 +377,15 @@ NO_QUERY: dict[Key, type[Exception]] = {
         )
     },
     # Sessions are opened only by create_session, which issues the token.
-    ("SessionRepository", "create"): TypeError,
-    ("SessionRepository", "create_many"): TypeError,
-    # Models without deleted_at: soft_delete/restore are refused (documented TypeError).
-    ("OrderRepository", "soft_delete"): TypeError,
-    ("OrderRepository", "restore"): TypeError,
-    ("SessionRepository", "soft_delete"): TypeError,
-    ("SessionRepository", "restore"): TypeError,
-    ("SystemConfigRepository", "soft_delete"): TypeError,
-    ("SystemConfigRepository", "restore"): TypeError,
+    ("SessionRepository", "create"): ValidationError,
+    ("SessionRepository", "create_many"): ValidationError,
+    # Models without a soft-delete column: soft_delete/restore are refused.
+    ("OrderRepository", "soft_delete"): ValidationError,
+    ("OrderRepository", "restore"): ValidationError,
+    ("SessionRepository", "soft_delete"): ValidationError,
+    ("SessionRepository", "restore"): ValidationError,
+    ("SystemConfigRepository", "soft_delete"): ValidationError,
+    ("SystemConfigRepository", "restore"): ValidationError,
 }
 
 DATABASE_CALLS = sorted(set(CALLS) - set(NO_QUERY))

@@ -551,9 +551,9 @@ def test_hash_token_is_sha256_hex():
 
 def test_create_and_create_many_are_refused_in_favour_of_create_session():
     user = UserFactory.create()
-    with pytest.raises(TypeError, match="create_session"):
+    with pytest.raises(ValidationError, match="create_session"):
         SessionRepository().create({"user_id": user.pk, "token_hash": "0" * 64})
-    with pytest.raises(TypeError, match="create_session"):
+    with pytest.raises(ValidationError, match="create_session"):
         SessionRepository().create_many([{"user_id": user.pk}])
     assert not UserSession.objects.exists()
 

@@ -1,0 +1,160 @@
+"""What every repository shares: its class attributes, model spec, queryset and keys."""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DEFAULT_DB_ALIAS, models, transaction
+from django.db.models import QuerySet
+
+from repositories.core.arguments import MAX_BIGINT
+from repositories.core.boundary import label_methods
+from repositories.core.errors import InvalidQueryError, NotFoundError
+from repositories.core.filters import StrictFilterSet
+from repositories.core.pagination import SortKey
+from repositories.core.spec import ModelSpec, build_spec, parse_order
+
+__all__ = ["ModelT", "RepositoryFoundation", "first_row"]
+
+ModelT = TypeVar("ModelT", bound=models.Model)
+
+
+def first_row(queryset: QuerySet[ModelT]) -> ModelT | None:
+    """Return the first row of an unordered queryset (LIMIT 1), or None."""
+    rows = list(queryset[:1])
+    return rows[0] if rows else None
+
+
+class RepositoryFoundation(Generic[ModelT]):
+    """The configuration and shared internals of BaseRepository (see its docstring)."""
+
+    model: type[ModelT]
+    filterset_class: type[StrictFilterSet] | None = None
+    sortable_fields: tuple[str, ...] = ()
+    default_order: tuple[str, ...] = ()
+    select_related: tuple[str, ...] = ()
+    prefetch_related: tuple[Any, ...] = ()
+    deferred_fields: tuple[str, ...] = ()
+    audit_exclude: tuple[str, ...] = ()
+    readonly_fields: tuple[str, ...] = ()
+    create_only_fields: tuple[str, ...] = ()
+    #: Fields the model's `audit_redacted_fields()` reads: loaded with the rows of bulk
+    #: updates, so the audit trail can tell which values are secret.
+    audit_inputs: tuple[str, ...] = ()
+    #: Public methods that answer None (not an error) for a key or text that cannot
+    #: exist in the database, such as one holding a NUL character.
+    lookup_methods: ClassVar[frozenset[str]] = frozenset({"find_by_id"})
+
+    #: Bookkeeping columns, each used only when the model has it (soft delete by
+    #: `soft_delete_field`, optimistic locking by `version_field`).
+    soft_delete_field: ClassVar[str | None] = "deleted_at"
+    version_field: ClassVar[str | None] = "version"
+    updated_at_field: ClassVar[str | None] = "updated_at"
+    created_at_field: ClassVar[str | None] = "created_at"
+    #: Record every write in the audit log (repositories.core.audit); off unless set.
+    audit: ClassVar[bool] = False
+
+    _spec_cache: ClassVar[ModelSpec | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._spec_cache = None
+        label_methods(cls)
+
+    def __init__(self, *, using: str = DEFAULT_DB_ALIAS) -> None:
+        self.using = using
+        cls = type(self)
+        spec = cls.__dict__.get("_spec_cache")
+        if spec is None:
+            spec = build_spec(cls)
+            cls._spec_cache = spec
+        self._spec: ModelSpec = spec
+
+    def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[ModelT]:
+        """Return the rows this repository reads: live ones (unless asked) plus preloads."""
+        manager: Any = self.model._default_manager
+        if include_deleted and self._spec.soft_deletable:
+            manager = getattr(self.model, "all_objects", None) or self.model._base_manager
+        queryset: QuerySet[ModelT] = manager.using(self.using)
+        if self.select_related:
+            queryset = queryset.select_related(*self.select_related)
+        if self.prefetch_related:
+            queryset = queryset.prefetch_related(*self.prefetch_related)
+        if self.deferred_fields:
+            queryset = queryset.defer(*self.deferred_fields)
+        return queryset
+
+    def _atomic_block(self) -> transaction.Atomic:
+        return transaction.atomic(using=self.using)
+
+    def _rows_manager(self, *, include_deleted: bool) -> QuerySet[ModelT]:
+        """Rows by key without preloads or generated columns (safe for FOR UPDATE)."""
+        manager: Any = self.model._default_manager
+        if include_deleted and self._spec.soft_deletable:
+            manager = getattr(self.model, "all_objects", None) or self.model._base_manager
+        queryset = cast(QuerySet[ModelT], manager.using(self.using))
+        return queryset.defer(*self._spec.generated) if self._spec.generated else queryset
+
+    def _reloaded(self, pk: Any, fallback: ModelT, *, include_deleted: bool = False) -> ModelT:
+        """Return the written row as get_queryset() loads it (preloads, database values).
+
+        A subclass's get_queryset() may hide the row (say, inactive products); the
+        in-memory `fallback` is returned then.
+        """
+        row = first_row(self.get_queryset(include_deleted=include_deleted).filter(pk=pk))
+        return fallback if row is None else row
+
+    def _sort_keys(self, order_by: object) -> tuple[SortKey, ...]:
+        """Return the validated sort keys of `order_by` (the default order for None)."""
+        return self._keys(order_by)
+
+    def _keys(self, order_by: object) -> tuple[SortKey, ...]:
+        if order_by is None:
+            return self._spec.default_keys
+        return parse_order(self._spec, order_by, source="order_by")
+
+    @staticmethod
+    def _ordered(queryset: QuerySet[ModelT], keys: Sequence[SortKey]) -> QuerySet[ModelT]:
+        return queryset.order_by(*[key.order_expression() for key in keys])
+
+    def _filtered_queryset(
+        self, filters: object, include_deleted: object, *, bare: bool = False
+    ) -> tuple[QuerySet[ModelT], dict[str, Any]]:
+        if not isinstance(include_deleted, bool):
+            raise InvalidQueryError({"include_deleted": ["Enter true or false."]})
+        queryset = self.get_queryset(include_deleted=include_deleted)
+        if bare:
+            # Counting, locking and bulk statements need the rows, not their relations.
+            queryset = queryset.select_related(None).prefetch_related(None)
+            if self._spec.generated:
+                queryset = queryset.defer(*self._spec.generated)
+        if filters is None:
+            return queryset, {}
+        filterset = self._spec.filterset
+        form_data, matches_nothing = filterset.normalize(filters)
+        if matches_nothing:
+            return queryset.none(), form_data
+        return filterset.apply_normalized(form_data, queryset), form_data
+
+    def _coerce_pk(self, value: object) -> Any:
+        if value is None or isinstance(value, bool | float | decimal.Decimal):
+            # A float or Decimal is never a key: 25.5 must not load row 25.
+            return None
+        if isinstance(value, models.Model):
+            value = value.pk
+        try:
+            key = self._spec.pk.to_python(value)
+        except (DjangoValidationError, TypeError, ValueError, AttributeError, OverflowError):
+            return None
+        if isinstance(key, int) and not -MAX_BIGINT <= key <= MAX_BIGINT:
+            return None
+        return key
+
+    def _require_pk(self, value: object) -> Any:
+        pk = self._coerce_pk(value)
+        if pk is None:
+            raise NotFoundError(self.model.__name__, value)
+        return pk

@@ -15,20 +15,21 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.db import connections, models
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from domain.models.audit import AuditLog
 from repositories.core.bulk import copy_rows
+from repositories.core.conf import setting
 
 REDACTED = "[redacted]"
 _SECRET_NAME = re.compile(r"secret|token|password", re.IGNORECASE)
-_SKIPPED_FIELDS = frozenset({"search_vector"})
 
-_INSERT_COLUMNS = (
+#: The fields an audit model must have (SPEC §7; domain.AuditLog is the default model).
+AUDIT_FIELDS = (
     "occurred_at",
-    "actor_id",
+    "actor",
     "actor_repr",
     "action",
     "entity_type",
@@ -37,20 +38,50 @@ _INSERT_COLUMNS = (
     "request_id",
     "ip_address",
 )
-# One statement whatever the row count: each column travels as one array parameter, so
-# the statement has nine parameters for 1 or 100 000 rows (no parameter limit, one plan).
-_INSERT_SQL = (
-    f"INSERT INTO {AuditLog._meta.db_table} ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
-    "SELECT %s::timestamptz, %s::uuid, %s::varchar, a.action, a.entity_type, a.entity_id, "
-    "a.changes, %s::varchar, %s::inet "
-    "FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::jsonb[]) "
-    "AS a(action, entity_type, entity_id, changes)"
-)
 #: From this many entries on, `record()` sends them by COPY: the array parameters of
-#: _INSERT_SQL are quoted in Python, COPY rows are formatted in C (measured: 8 entries
+#: the INSERT are quoted in Python, COPY rows are formatted in C (measured: 8 entries
 #: 0.75 ms by INSERT, 0.56 ms by COPY; 512 entries 26 ms, 7.5 ms). For fewer entries
 #: the two cost the same and the single INSERT keeps one round trip.
 COPY_THRESHOLD = 8
+
+
+@dataclass(frozen=True)
+class _AuditTable:
+    """The audit model's table, its columns in AUDIT_FIELDS order and the INSERT."""
+
+    table: str
+    columns: tuple[str, ...]
+    insert_sql: str
+
+
+@functools.cache
+def _audit_table(label: str, vendor_alias: str) -> _AuditTable:
+    model = apps.get_model(label)
+    connection = connections[vendor_alias]
+    fields = [model._meta.get_field(name) for name in AUDIT_FIELDS]
+    columns = tuple(str(field.column) for field in fields)
+    casts = {
+        name: str(field.db_type(connection))
+        for name, field in zip(AUDIT_FIELDS, fields, strict=True)
+    }
+    # One statement whatever the row count: the per-row values travel as one array
+    # parameter each, so the statement has nine parameters for 1 or 100 000 rows.
+    insert_sql = (
+        f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} "  # noqa: S608
+        f"({', '.join(connection.ops.quote_name(c) for c in columns)}) "
+        f"SELECT %s::{casts['occurred_at']}, %s::{casts['actor']}, %s::{casts['actor_repr']}, "
+        "a.action, a.entity_type, a.entity_id, a.changes, "
+        f"%s::{casts['request_id']}, %s::{casts['ip_address']} "
+        f"FROM unnest(%s::{casts['action']}[], %s::{casts['entity_type']}[], "
+        f"%s::{casts['entity_id']}[], %s::jsonb[]) "
+        "AS a(action, entity_type, entity_id, changes)"
+    )
+    return _AuditTable(str(model._meta.db_table), columns, insert_sql)
+
+
+def audit_model() -> type[models.Model]:
+    """Return the model audited repositories write to: REPOSITORIES["AUDIT_MODEL"]."""
+    return apps.get_model(setting("AUDIT_MODEL"))
 
 
 @dataclass(frozen=True)
@@ -118,11 +149,12 @@ def record(entries: Sequence[AuditEntry], *, using: str = "default") -> None:
     state = _state.get()
     actor_id, actor_repr = actor_columns(state.actor)
     now = timezone.now()
+    target = _audit_table(setting("AUDIT_MODEL"), using)
     if len(entries) >= COPY_THRESHOLD:
         copy_rows(
             using,
-            AuditLog._meta.db_table,
-            _INSERT_COLUMNS,
+            target.table,
+            target.columns,
             (
                 (
                     now,
@@ -151,14 +183,14 @@ def record(entries: Sequence[AuditEntry], *, using: str = "default") -> None:
         [Jsonb(_json_safe(e.changes)) for e in entries],
     )
     with connections[using].cursor() as cursor:
-        cursor.execute(_INSERT_SQL, params)
+        cursor.execute(target.insert_sql, params)
 
 
 def snapshot(instance: models.Model, fields: Iterable[str] | None = None) -> dict[str, Any]:
     """Return the instance's loaded concrete field values as JSON-safe data, secrets redacted.
 
-    Keys are attribute names (`category_id` for a foreign key). Deferred fields and the
-    generated `search_vector` are skipped, so taking a snapshot never queries.
+    Keys are attribute names (`category_id` for a foreign key). Deferred and generated
+    fields are skipped, so taking a snapshot never queries.
     `fields` limits the result (names or attribute names).
     """
     wanted = set(fields) if fields is not None else None
@@ -167,7 +199,7 @@ def snapshot(instance: models.Model, fields: Iterable[str] | None = None) -> dic
     result: dict[str, Any] = _JsonSafeDict()
     for field in instance._meta.concrete_fields:
         name = field.attname
-        if name in _SKIPPED_FIELDS or field.name in _SKIPPED_FIELDS or name not in loaded:
+        if field.generated or name not in loaded:
             continue
         if wanted is not None and name not in wanted and field.name not in wanted:
             continue

@@ -18,6 +18,7 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "CURSOR_SECRET": "",  # empty: cursors are signed with a key derived from SECRET_KEY
         "SESSION_TTL_SECONDS": 14 * 24 * 3600,  # default lifetime of a user session
         "CONFIG_CACHE_SECONDS": 300,  # SystemConfigRepository.get cache lifetime; 0: no cache
+        "AUDIT_MODEL": "domain.AuditLog",  # "app_label.Model" audited repositories write to
     }
 )
 
@@ -34,7 +35,7 @@ def setting(
     name: Literal["MAX_PAGE_SIZE", "SESSION_TTL_SECONDS", "CONFIG_CACHE_SECONDS"],
 ) -> int: ...
 @overload
-def setting(name: Literal["CURSOR_SECRET"]) -> str: ...
+def setting(name: Literal["CURSOR_SECRET", "AUDIT_MODEL"]) -> str: ...
 def setting(name: str) -> Any:
     """Return `settings.REPOSITORIES[name]`, or its default when the project leaves it out.
 
@@ -60,10 +61,13 @@ def setting(name: str) -> Any:
     return _checked(name, configured[name])
 
 
+_TEXT = frozenset({"CURSOR_SECRET", "AUDIT_MODEL"})
+
+
 def _checked(name: str, value: object) -> Any:
-    if name == "CURSOR_SECRET":
+    if name in _TEXT:
         if not isinstance(value, str):
-            raise ImproperlyConfigured('REPOSITORIES["CURSOR_SECRET"] must be a string.')
+            raise ImproperlyConfigured(f'REPOSITORIES["{name}"] must be a string.')
         return value
     minimum = _MINIMUM[name]
     numeric = int | float if name == "SLOW_QUERY_MS" else int

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db import models
 
 # --- custom fields -------------------------------------------------------------------------
@@ -246,3 +247,30 @@ class Book(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class TrailEntry(models.Model):
+    """An audit model of another app (REPOSITORIES["AUDIT_MODEL"]): the documented fields,
+    an integer key, a text request id of another length."""
+
+    id = models.BigAutoField(primary_key=True)
+    occurred_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_repr = models.CharField(max_length=254, blank=True, default="")
+    action = models.CharField(max_length=32)
+    entity_type = models.CharField(max_length=64)
+    entity_id = models.CharField(max_length=80)
+    changes = models.JSONField(default=dict)
+    request_id = models.CharField(max_length=100, blank=True, default="")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    objects: ClassVar[models.Manager[TrailEntry]] = models.Manager()
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.entity_type} {self.entity_id}"

@@ -274,5 +274,5 @@ def test_record_below_the_copy_threshold_sends_one_insert():
     with CaptureQueriesContext(connection) as queries:
         record(entries)
     assert len(queries) == 1
-    assert queries[0]["sql"].startswith("INSERT INTO audit_logs")
+    assert queries[0]["sql"].startswith('INSERT INTO "audit_logs"')
     assert AuditLog.objects.count() == audit.COPY_THRESHOLD - 1

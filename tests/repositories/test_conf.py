@@ -35,6 +35,7 @@ def test_defaults_are_the_documented_values():
         "CURSOR_SECRET": "",
         "SESSION_TTL_SECONDS": 14 * 24 * 3600,
         "CONFIG_CACHE_SECONDS": 300,
+        "AUDIT_MODEL": "domain.AuditLog",
     }
 
 

@@ -35,6 +35,7 @@ lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DEBUG=1 $(BIN)/mypy .
+	$(BIN)/lint-imports
 	DEBUG=$${DEBUG:-1} $(BIN)/python scripts/squawk_migrations.py
 
 format: $(STAMP)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import django_filters as filters
-from django.core.cache import cache
 from django.db import connections, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -24,6 +22,7 @@ from repositories.core.audit import (
     record,
 )
 from repositories.core.base import BaseRepository
+from repositories.core.cache import cached_or_load, next_generation
 from repositories.core.conf import setting
 from repositories.core.error_mapping import translate_errors
 from repositories.core.filters import StrictFilterSet
@@ -237,30 +236,10 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         return f"{_CACHE_PREFIX}:{self.using}:{key}"
 
     def _cached(self, key: str) -> tuple[bool, Any]:
-        """Return (found, value) of `key` from the cache, loading it on a miss.
-
-        Each key has a generation counter that every committed write increments
-        (`_invalidate_on_commit`). A cached value is stored with the generation read
-        *before* its database read and served only while that generation is current,
-        so a reader that loaded the old value before a writer committed can store it,
-        but nobody is served it once the writer's `set` has returned.
-        """
-        value_key = self._cache_key(key)
-        generation_key = f"{value_key}:generation"
-        cached = cache.get_many([generation_key, value_key])
-        generation = cached.get(generation_key)
-        if generation is None:
-            # Never written, or evicted: start from a random point so an entry stored
-            # under an evicted generation can never match again.
-            cache.add(generation_key, secrets.randbits(62), timeout=None)
-            generation = cache.get(generation_key)
-        entry = cached.get(value_key)
-        if entry is not None and generation is not None and entry[0] == generation:
-            return entry[1], entry[2]
-        found, value = self._load(key)
-        if generation is not None:
-            cache.set(value_key, (generation, found, value), timeout=_cache_seconds())
-        return found, value
+        """Return (found, value) of `key` from the cache (repositories.core.cache)."""
+        return cached_or_load(
+            self._cache_key(key), partial(self._load, key), timeout=_cache_seconds()
+        )
 
     def _load(self, key: str) -> tuple[bool, Any]:
         with translate_errors(SystemConfig, using=self.using):
@@ -302,23 +281,12 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     def _invalidate_on_commit(self, keys: Sequence[str]) -> None:
         if keys:
             cache_keys = [self._cache_key(key) for key in keys]
-            transaction.on_commit(partial(_next_generation, cache_keys), using=self.using)
+            transaction.on_commit(partial(next_generation, cache_keys), using=self.using)
 
     def _matching_keys(self, filters: Mapping[str, Any] | None) -> list[str]:
         queryset = SystemConfig.objects.using(self.using).all()
         with translate_errors(SystemConfig, using=self.using):
             return list(self.filterset_class.apply(filters, queryset).values_list("key", flat=True))
-
-
-def _next_generation(value_keys: Sequence[str]) -> None:
-    """Make every cached value of these keys stale (see `_cached`); runs after commit."""
-    for value_key in value_keys:
-        generation_key = f"{value_key}:generation"
-        try:
-            cache.incr(generation_key)
-        except ValueError:  # never read, or evicted: any new start invalidates
-            cache.set(generation_key, secrets.randbits(62), timeout=None)
-    cache.delete_many(list(value_keys))
 
 
 def _cache_seconds() -> int:

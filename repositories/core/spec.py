@@ -6,11 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, cast
 
+from django.apps import apps
 from django.contrib.postgres.functions import RandomUUID
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 
 from repositories.core.audit import entity_type_of
+from repositories.core.conf import setting
 from repositories.core.errors import InvalidQueryError
 from repositories.core.filters import StrictFilterSet
 from repositories.core.pagination import SortKey
@@ -92,6 +94,8 @@ def build_spec(cls: Any) -> ModelSpec:
             required.append(field.name)
     for name in cls.deferred_fields:
         check_field_path(cls, model, name, "deferred_fields")
+    if cls.audit:
+        _check_audit_model(cls)
     filterset = cls.filterset_class or cast(
         type[StrictFilterSet], type(f"{model.__name__}FilterSet", (StrictFilterSet,), {})
     )
@@ -120,6 +124,20 @@ def build_spec(cls: Any) -> ModelSpec:
     )
     keys = parse_order(spec, cls.default_order, source="default_order")
     return dataclasses.replace(spec, default_keys=keys)
+
+
+def _check_audit_model(cls: Any) -> None:
+    """Refuse an audited repository whose audit model is not installed, at set-up rather
+    than at its first write."""
+    label = setting("AUDIT_MODEL")
+    try:
+        apps.get_model(label)
+    except (LookupError, ValueError):
+        raise ImproperlyConfigured(
+            f"{cls.__name__}.audit is on but the audit model {label!r} is not installed: "
+            'add its app, or set REPOSITORIES["AUDIT_MODEL"] to a model with the fields of '
+            "repositories.core.audit.AUDIT_FIELDS."
+        ) from None
 
 
 def _sortable(

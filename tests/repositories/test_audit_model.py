@@ -68,3 +68,15 @@ def test_bulk_writes_audit_per_row_into_the_configured_model(trail):
     assert set(TrailEntry.objects.values_list("entity_id", flat=True)) == {
         str(w.pk) for w in created
     }
+
+
+def test_an_audited_repository_without_an_installed_audit_model_is_refused_at_set_up(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "AUDIT_MODEL": "missing.Trail"}
+
+    class Audited(WidgetRepository):
+        audit = True
+
+    with pytest.raises(ImproperlyConfigured, match="missing.Trail"):
+        Audited()

@@ -78,5 +78,5 @@ def test_an_audited_repository_without_an_installed_audit_model_is_refused_at_se
     class Audited(WidgetRepository):
         audit = True
 
-    with pytest.raises(ImproperlyConfigured, match="missing.Trail"):
+    with pytest.raises(ImproperlyConfigured, match=r"missing\.Trail"):
         Audited()

@@ -100,6 +100,8 @@ if TESTING:
     ZEAL_RAISE = True
     # Test-only models for the read-parity tests (tests/repositories/test_read_parity.py).
     INSTALLED_APPS.append("tests.parity_app")
+    # A project's own models under the base contract (tests/repositories/test_contract.py).
+    INSTALLED_APPS.append("tests.example_app")
 
 DEBUG_TOOLBAR = DEBUG and not TESTING and env_bool("DEBUG_TOOLBAR", True)
 if DEBUG_TOOLBAR:

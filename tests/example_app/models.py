@@ -1,0 +1,89 @@
+"""Two models that share none of the commerce schema's conventions.
+
+- Note: an integer (BigAutoField) key, a JSONField, a `created` time that is not the
+  layer's `created_at`; no soft delete, no version, no updated-at column.
+- Document: a UUID key generated in Python (`default=uuid.uuid4`), a custom field with
+  `from_db_value` (`TagsField`), soft delete under `removed_at`, a version under
+  `revision` and a last-change time under `modified`. Its default manager hides removed
+  rows; the manager showing every row is called `everything`, not `all_objects`.
+
+Document's key is `default=uuid.uuid4` rather than `db_default=RandomUUID()`: it is what
+most Django projects write, the commerce models already cover database-generated keys
+(`domain.models.base.TimestampedModel`), and a key known before the INSERT takes the
+other branch of the layer's bulk insert (COPY with the key, no `gen_random_uuid()` batch).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.db import models
+from django.utils import timezone
+
+
+class TagsField(models.Field):
+    """A list of tags stored as "a,b,c" in a text column ("" is the empty list)."""
+
+    description = "A list of tags without commas"
+
+    def get_internal_type(self) -> str:
+        return "TextField"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> list[str] | None:
+        if value is None:
+            return None
+        return value.split(",") if value else []
+
+    def to_python(self, value: Any) -> list[str] | None:
+        if value is None or isinstance(value, list):
+            return value
+        if isinstance(value, tuple):
+            return list(value)
+        return str(value).split(",") if value else []
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"TagsField takes a list, not {type(value).__name__}.")
+        return ",".join(str(tag) for tag in value)
+
+
+class Note(models.Model):
+    """A note: integer key, JSON payload; deleted for good, never versioned."""
+
+    id = models.BigAutoField(primary_key=True)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LiveDocumentManager(models.Manager["Document"]):
+    """Documents that are not removed."""
+
+    def get_queryset(self) -> models.QuerySet[Document]:
+        return super().get_queryset().filter(removed_at__isnull=True)
+
+
+class Document(models.Model):
+    """A document: UUID key, a custom tags field, soft delete, a version, a change time."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    tags = TagsField(default=list, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    modified = models.DateTimeField(auto_now=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    # The default manager (declared first) hides removed rows; `Meta.base_manager_name`
+    # stays unset, so `_base_manager` (used for relations and include_deleted) sees all.
+    objects = LiveDocumentManager()
+    everything: ClassVar[models.Manager[Document]] = models.Manager()
+
+    def __str__(self) -> str:
+        return self.title

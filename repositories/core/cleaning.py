@@ -1,8 +1,9 @@
 """Values a caller passes to create and update, checked against the model's fields.
 
-Each value must be one the column stores exactly: no collections for scalar fields, no
-booleans for numbers, no floats for integers, no NaN or infinities, Decimals fitted to
-the field's places (5 becomes 5.00, 5.001 is refused).
+Each value must be one the column stores exactly: no collections for Django's scalar
+fields (a custom field decides for itself), no booleans for numbers, no floats for
+integers, no NaN or infinities, Decimals fitted to the field's places (5 becomes 5.00,
+5.001 is refused).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def clean_value(field: models.Field[Any, Any], key: str, raw: Any) -> tuple[str,
         except (TypeError, ValueError, AttributeError, OverflowError):
             raise DjangoValidationError("Enter a valid key.") from None
     if not isinstance(field, models.JSONField):
-        if isinstance(raw, list | tuple | set | frozenset | dict):
+        if isinstance(raw, list | tuple | set | frozenset | dict) and _scalar_field(field):
             raise DjangoValidationError("Enter a single value, not a collection.")
         if isinstance(raw, bool) and not isinstance(field, models.BooleanField):
             raise DjangoValidationError("Enter a value of the field's type, not a boolean.")
@@ -95,3 +96,10 @@ def clean_value(field: models.Field[Any, Any], key: str, raw: Any) -> tuple[str,
         return key, value
     except (TypeError, ValueError, AttributeError, OverflowError, decimal.InvalidOperation):
         raise DjangoValidationError("Enter a valid value.") from None
+
+
+def _scalar_field(field: models.Field[Any, Any]) -> bool:
+    """Whether `field` is one of Django's own scalar fields, whose values are never
+    collections. A custom field (a list stored as text) or an ArrayField takes the
+    value its own `to_python` accepts."""
+    return type(field).__module__.startswith("django.db.models.")

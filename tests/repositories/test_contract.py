@@ -155,8 +155,7 @@ CASES = [
         name="document",
         repository=DocumentRepository,
         factory=DocumentFactory,
-        # `tags` (the custom field) is left to typed_data: see core_bugs.
-        make_data=lambda n: {"title": f"Written document #{n}#"},
+        make_data=lambda n: {"title": f"Written document #{n}#", "tags": [f"t{n}"]},
         update_data={"title": "Renamed document"},
         filter_one=lambda row: {"title": row.title},
         sort_field="title",
@@ -166,15 +165,6 @@ CASES = [
         updated_at_field="modified",
         audited=True,
         typed_data={"tags": ["draft", "reviewed"]},
-        core_bugs={
-            "test_create_and_update_take_field_values_as_the_orm_takes_them": (
-                "repositories/core/cleaning.py clean_value refuses every list/tuple/set/dict "
-                "for a field that is not a JSONField, so a custom field whose Python value "
-                "is a list (TagsField) cannot be written: ValidationError 'tags: Enter a "
-                "single value, not a collection.' although Document.objects.create(tags=[...]) "
-                "works (SPEC §9: any field types)."
-            ),
-        },
     ),
 ]
 

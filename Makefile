@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= full
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format bench schema-doc clean-data
+.PHONY: run test test-faults lint format bench schema-doc clean-data
 
 $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --cov --cov-report=term --cov-fail-under=95
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults" --cov --cov-report=term --cov-fail-under=95
+
+# Fault injection (tests/faults, marker `faults`; not part of `test`): a crash, killed
+# backends and lost COMMITs against a throwaway PostgreSQL cluster the tests start (as
+# the `postgres` OS user when run as root; binaries from FAULTS_PG_BIN, default
+# /usr/lib/postgresql/15/bin) and remove. Prints its figures; see docs/reliability.md.
+test-faults: $(STAMP)
+	FAULTS_REQUIRED=1 $(BIN)/pytest -m faults tests/faults -s
 
 # squawk, the migration SQL linter, pinned by package-lock.json (Node 20+ and npm).
 NODE_STAMP := node_modules/.installed

@@ -25,6 +25,8 @@ class Scale:
     lookup_ops: int  # pk lookups per variant per round
     request_ops: int  # simulated requests per variant per round
     migration_writer_warmup_s: float
+    soak_seconds: float = 60.0  # the soak scenario's duration
+    soak_threads: int = 4
 
 
 SCALES: dict[str, Scale] = {
@@ -48,6 +50,8 @@ SCALES: dict[str, Scale] = {
         lookup_ops=30,
         request_ops=10,
         migration_writer_warmup_s=0.2,
+        soak_seconds=1.0,
+        soak_threads=2,
     ),
     # CI: well under two minutes, every scenario and every check.
     "small": Scale(
@@ -69,6 +73,8 @@ SCALES: dict[str, Scale] = {
         lookup_ops=100,
         request_ops=30,
         migration_writer_warmup_s=0.5,
+        soak_seconds=5.0,
+        soak_threads=4,
     ),
     # The figures of docs/performance.md.
     "full": Scale(
@@ -90,5 +96,7 @@ SCALES: dict[str, Scale] = {
         lookup_ops=1_000,
         request_ops=200,
         migration_writer_warmup_s=2.0,
+        soak_seconds=60.0,
+        soak_threads=4,
     ),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -33,6 +34,7 @@ SCENARIOS: dict[str, str] = {
     "order_history": "orders",
     "analytics": "orders",
     "place_order": "orders",
+    "soak": "orders",
 }
 #: Stock each orderable product starts with: the throughput runs never sell out.
 ORDER_STOCK = 1_000_000
@@ -47,9 +49,22 @@ def run_benchmarks(
     output: Path | None = RESULTS_PATH,
     stream: TextIO | None = None,
     progress: bool = True,
+    soak_seconds: float | None = None,
+    soak_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Create the bench database, seed it, run the scenarios; return the JSON report."""
+    """Create the bench database, seed it, run the scenarios; return the JSON report.
+
+    `soak_seconds` / `soak_threads` override the scale's soak duration and threads.
+    """
     scale = SCALES[scale_name]
+    if soak_seconds is not None and not soak_seconds > 0:
+        raise ValueError(f"soak seconds must be positive, not {soak_seconds}")
+    if soak_threads is not None and soak_threads < 1:
+        raise ValueError(f"soak threads must be at least 1, not {soak_threads}")
+    if soak_seconds is not None:
+        scale = dataclasses.replace(scale, soak_seconds=soak_seconds)
+    if soak_threads is not None:
+        scale = dataclasses.replace(scale, soak_threads=soak_threads)
     selected = [name for name in SCENARIOS if not only or name in only]
     unknown = set(only or ()) - set(SCENARIOS)
     if unknown:

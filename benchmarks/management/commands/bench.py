@@ -32,6 +32,12 @@ class Command(BaseCommand):
         parser.add_argument("--output", default=str(RESULTS_PATH))
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(
+            "--soak-seconds", type=float, default=None, help="soak duration (default: the scale's)"
+        )
+        parser.add_argument(
+            "--soak-threads", type=int, default=None, help="soak threads (default: the scale's)"
+        )
+        parser.add_argument(
             "--markdown",
             default=None,
             help="render an existing JSON report (the --output path) as Markdown and exit",
@@ -51,6 +57,8 @@ class Command(BaseCommand):
                 keep_db=options["keep_db"],
                 output=Path(options["output"]),
                 progress=not options["no_progress"],
+                soak_seconds=options["soak_seconds"],
+                soak_threads=options["soak_threads"],
             )
         except (ValueError, VariantMismatchError) as exc:
             raise CommandError(str(exc)) from exc

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 import django_filters as filters
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -26,7 +26,11 @@ from repositories.core.cache import cached_or_load, next_generation
 from repositories.core.conf import setting
 from repositories.core.error_mapping import translate_errors
 from repositories.core.filters import StrictFilterSet
-from repositories.core.transactions import atomic, check_deferred_constraints
+from repositories.core.transactions import (
+    atomic,
+    check_deferred_constraints,
+    on_commit_or_unknown,
+)
 from repositories.errors import (
     InvalidQueryError,
     NotFoundError,
@@ -281,7 +285,9 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     def _invalidate_on_commit(self, keys: Sequence[str]) -> None:
         if keys:
             cache_keys = [self._cache_key(key) for key in keys]
-            transaction.on_commit(partial(next_generation, cache_keys), using=self.using)
+            # Also when the COMMIT's answer is lost: a committed set() must never leave the
+            # old value served (an extra invalidation only costs one read).
+            on_commit_or_unknown(partial(next_generation, cache_keys), using=self.using)
 
     def _matching_keys(self, filters: Mapping[str, Any] | None) -> list[str]:
         queryset = SystemConfig.objects.using(self.using).all()

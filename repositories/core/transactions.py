@@ -111,6 +111,29 @@ class Atomic(ContextDecorator):
         tb: TracebackType | None,
     ) -> None:
         django_block, connection, restore = self._frames.pop()
+        # Callbacks to run even if the COMMIT below is sent but its answer is lost.
+        pending = _unknown_outcome_callbacks(connection) if exc_type is None else []
+        try:
+            self._leave(django_block, connection, restore, exc_type, exc, tb)
+        except DatabaseUnavailableError:
+            if pending and not connection.in_atomic_block:
+                # The COMMIT may have succeeded: invalidations must not be skipped.
+                for callback in pending:
+                    callback()
+            raise
+        if isinstance(exc, DATABASE_ERRORS):
+            # A database error raised by the block's own statements leaves typed too.
+            _raise_typed(exc, connection)
+
+    @staticmethod
+    def _leave(
+        django_block: transaction.Atomic,
+        connection: BaseDatabaseWrapper,
+        restore: dict[str, str],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         with _typed_errors(connection):
             if exc_type is None and restore and not connection.needs_rollback:
                 # SET LOCAL in a savepoint outlives RELEASE: put the enclosing values back.
@@ -122,9 +145,6 @@ class Atomic(ContextDecorator):
                     raise
             # COMMIT (or ROLLBACK) happens here.
             django_block.__exit__(exc_type, exc, tb)
-        if isinstance(exc, DATABASE_ERRORS):
-            # A database error raised by the block's own statements leaves typed too.
-            _raise_typed(exc, connection)
 
     def _check_running_transaction(self, connection: BaseDatabaseWrapper) -> None:
         if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
@@ -267,6 +287,32 @@ def transactional(
         return run
 
     return decorate
+
+
+def on_commit_or_unknown(func: Callable[[], object], using: str | None = None) -> None:
+    """Run `func` after the transaction commits, and also when the outermost `atomic()`
+    loses the connection while committing (the COMMIT may have succeeded).
+
+    For invalidations, which may run once too often but never too rarely. Only blocks
+    opened with this module's `atomic()` run it on an unknown outcome; under Django's
+    own `transaction.atomic` it is a plain `on_commit`.
+    """
+
+    def callback() -> None:
+        func()
+
+    callback.run_when_outcome_unknown = True  # type: ignore[attr-defined]
+    transaction.on_commit(callback, using=using)
+
+
+def _unknown_outcome_callbacks(connection: BaseDatabaseWrapper) -> list[Callable[[], object]]:
+    """The `on_commit_or_unknown` callbacks pending on `connection` (Django keeps pending
+    callbacks as (savepoint ids, callback, robust) in `run_on_commit`)."""
+    return [
+        entry[1]
+        for entry in getattr(connection, "run_on_commit", ())
+        if getattr(entry[1], "run_when_outcome_unknown", False)
+    ]
 
 
 def check_deferred_constraints(using: str | None = None) -> None:

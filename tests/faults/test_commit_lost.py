@@ -229,17 +229,6 @@ def test_lost_commit_answer_then_retry_with_same_idempotency_key_returns_the_ord
     assert broken == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # only the last assert; a broken set-up fails (pytest.fail)
-    reason=(
-        "BUG: SystemConfigRepository invalidates its cache only from transaction.on_commit; "
-        "when the connection drops after the server committed (the answer to COMMIT lost), "
-        "Django raises instead of running on_commit, so get() keeps serving the value from "
-        "before the committed set() until CONFIG_CACHE_SECONDS expire (SPEC §6: reads are "
-        "cached and the cache is invalidated on commit)"
-    ),
-)
 def test_lost_commit_answer_does_not_leave_the_cache_serving_the_old_value(
     cluster: ThrowawayCluster, proxied: tuple[str, CommitAckDropper]
 ) -> None:

@@ -606,3 +606,26 @@ def test_atomic_rolls_back_when_restoring_the_outer_timeout_fails():
         _kill_backend_of(connection)
     assert connection.in_atomic_block is False
     assert not SystemConfig.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_or_unknown_runs_when_the_connection_is_lost_at_commit():
+    ran: list[str] = []
+    with pytest.raises(DatabaseUnavailableError), atomic():
+        SystemConfigFactory.create(key="maybe")
+        transactions.on_commit_or_unknown(lambda: ran.append("invalidate"))
+        transaction.on_commit(lambda: ran.append("plain"))
+        _kill_backend_of(connection)
+    assert ran == ["invalidate"]  # the outcome is unknown: invalidate anyway
+    assert not SystemConfig.objects.filter(key="maybe").exists()  # the next call works
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_or_unknown_does_not_run_after_a_rollback():
+    ran: list[str] = []
+    with pytest.raises(RuntimeError), atomic():
+        transactions.on_commit_or_unknown(lambda: ran.append("invalidate"))
+        raise RuntimeError("the block fails")
+    with atomic():
+        transactions.on_commit_or_unknown(lambda: ran.append("committed"))
+    assert ran == ["committed"]

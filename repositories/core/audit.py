@@ -39,9 +39,8 @@ AUDIT_FIELDS = (
     "ip_address",
 )
 #: From this many entries on, `record()` sends them by COPY: the array parameters of
-#: the INSERT are quoted in Python, COPY rows are formatted in C (measured: 8 entries
-#: 0.75 ms by INSERT, 0.56 ms by COPY; 512 entries 26 ms, 7.5 ms). For fewer entries
-#: the two cost the same and the single INSERT keeps one round trip.
+#: the INSERT are quoted in Python, COPY rows are formatted in C (docs/performance.md).
+#: For fewer entries the two cost the same and the single INSERT keeps one round trip.
 COPY_THRESHOLD = 8
 
 
@@ -277,7 +276,7 @@ def _redact(name: str, value: Any) -> Any:
 
 class _JsonSafeDict(dict[str, Any]):
     """A dict `snapshot` built from converted, redacted values: `record` stores it without
-    walking it again (half the audit cost of a `create_many` batch, profiled). Never add
+    walking it again (most of the audit cost of a `create_many` batch). Never add
     unconverted values to one."""
 
 

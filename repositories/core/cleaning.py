@@ -1,7 +1,8 @@
 """Values a caller passes to create and update, checked against the model's fields.
 
 Each value must be one the column stores exactly: no collections for Django's scalar
-fields (a custom field decides for itself), no booleans for numbers, no floats for
+fields (a custom field decides for itself), only strings for Django's text fields (never
+`str(value)` of a number, bytes or an object), no booleans for numbers, no floats for
 integers, no NaN or infinities, Decimals fitted to the field's places (5 becomes 5.00,
 5.001 is refused).
 """
@@ -81,6 +82,13 @@ def clean_value(field: models.Field[Any, Any], key: str, raw: Any) -> tuple[str,
     if not isinstance(field, models.JSONField):
         if isinstance(raw, list | tuple | set | frozenset | dict) and _scalar_field(field):
             raise DjangoValidationError("Enter a single value, not a collection.")
+        if (
+            isinstance(field, models.CharField | models.TextField)
+            and _scalar_field(field)
+            and not isinstance(raw, str)
+        ):
+            # Django would store str(raw): "b'x'" for bytes, an address for an object.
+            raise DjangoValidationError("Enter a string.")
         if isinstance(raw, bool) and not isinstance(field, models.BooleanField):
             raise DjangoValidationError("Enter a value of the field's type, not a boolean.")
         if isinstance(field, models.IntegerField) and isinstance(raw, float | decimal.Decimal):

@@ -32,8 +32,13 @@ import pytest
 from django.apps import apps
 from django.core.cache import cache
 from django.db import connection
+from django.utils.safestring import SafeString
 
-from repositories.errors import RepositoryError
+from domain.models import Product
+from repositories import ProductRepository
+from repositories.errors import RepositoryError, ValidationError
+from repositories.users import UserRepository
+from tests.factories import ProductFactory, UserFactory
 from tests.repositories.repository_calls import (
     CALLS,
     Call,
@@ -350,3 +355,36 @@ def test_cases_cover_every_public_method_with_parameters():
     for class_name, method, argument, label in KNOWN_GAPS:
         assert (class_name, method, argument.split("[", 1)[0]) in CASES
         assert label in HOSTILE_LABELS
+
+
+# --- regressions: values Django would have converted silently -------------------------------
+
+NOT_TEXT = [b"bytes", 5, 2.5, Decimal("1.5"), object(), datetime(2024, 1, 1, tzinfo=UTC)]
+
+
+@pytest.mark.django_db
+def test_text_fields_refuse_what_is_not_a_string_instead_of_storing_its_str():
+    """str(b"x") is "b'x'", str(object()) an address: neither is stored, on any write path."""
+    product = ProductFactory.create(name="Walnut")
+    user = UserFactory.create(first_name="Ada")
+    repository = ProductRepository()
+    for value in NOT_TEXT:
+        writes = {
+            "create": partial(repository.create, {"sku": "T-1", "name": value, "price": "1.00"}),
+            "create_many": partial(
+                repository.create_many, [{"sku": "T-2", "name": value, "price": "1.00"}]
+            ),
+            "update": partial(repository.update, product.pk, {"name": value}),
+            "update_many": partial(repository.update_many, {"sku": product.sku}, {"name": value}),
+            "user.update": partial(UserRepository().update, user.pk, {"first_name": value}),
+        }
+        for write, call in writes.items():
+            with pytest.raises(ValidationError) as excinfo:
+                call()
+            assert list(excinfo.value.errors.values()) == [["Enter a string."]], (write, value)
+    product.refresh_from_db()
+    user.refresh_from_db()
+    assert (product.name, product.version, user.first_name) == ("Walnut", 1, "Ada")
+    assert not Product.all_objects.filter(sku__startswith="T-").exists()
+    # A str subclass is a string.
+    assert repository.update(product.pk, {"name": SafeString("Oak")}).name == "Oak"

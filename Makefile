@@ -20,8 +20,15 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py ensure_admin
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
 
+# The suite, then the commerce app in projects with another AUTH_USER_MODEL, each with
+# its own settings and test database: Django's auth.User (tests/auth_user_project) and a
+# project's own model (tests/custom_user_project). Coverage adds up; the last run reports.
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults" --cov --cov-report=term --cov-fail-under=95
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults" --cov --cov-report=
+	$(BIN)/pytest --ds tests.custom_user_project.settings tests/custom_user_project \
+		--cov --cov-append --cov-report=
+	$(BIN)/pytest --ds tests.auth_user_project.settings tests/auth_user_project \
+		--cov --cov-append --cov-report=term --cov-fail-under=95
 
 # Fault injection (tests/faults, marker `faults`; not part of `test`): a crash, killed
 # backends and lost COMMITs against a throwaway PostgreSQL cluster the tests start (as

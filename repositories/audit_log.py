@@ -11,8 +11,8 @@ from domain.models import AuditLog
 from repositories.core.base import BaseRepository
 from repositories.core.error_mapping import translate_errors
 from repositories.core.filters import StrictFilterSet
-from repositories.core.keys import parse_uuid
 from repositories.errors import InvalidQueryError, RepositoryError
+from repositories.user_model import parse_user_key, user_key_filter
 
 
 class ReadOnlyRepositoryError(RepositoryError):
@@ -25,7 +25,7 @@ class AuditLogFilterSet(StrictFilterSet):
     action = filters.CharFilter()
     entity_type = filters.CharFilter()
     entity_id = filters.CharFilter()
-    actor = filters.UUIDFilter(field_name="actor_id")
+    actor = user_key_filter("actor_id")
     request_id = filters.CharFilter()
     occurred_after = filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
@@ -74,7 +74,7 @@ class AuditLogRepository(BaseRepository[AuditLog]):
 
         Empty for an unknown or malformed id; a deleted user's actions are still listed.
         """
-        key = parse_uuid(user_id)
+        key = parse_user_key(user_id)
         if key is None:
             return []
         with translate_errors(AuditLog, using=self.using):

@@ -149,7 +149,7 @@ class IOrderRepository(IRepository["Order"], Protocol):
 
     def place_order(
         self,
-        user_id: uuid.UUID | str,
+        user_id: Any,
         items: Sequence[tuple[uuid.UUID | str, int]],
         *,
         idempotency_key: str | None = ...,
@@ -185,7 +185,7 @@ class IOrderRepository(IRepository["Order"], Protocol):
         ...
 
     def history_for_user(
-        self, user_id: uuid.UUID | str, *, after: str | None = ..., limit: int = ...
+        self, user_id: Any, *, after: str | None = ..., limit: int = ...
     ) -> CursorPage[Order]:
         """Return a user's orders, newest first, as a keyset page with items loaded."""
         ...

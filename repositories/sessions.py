@@ -11,14 +11,15 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 import django_filters as filters
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_ipv46_address
 from django.db import connections
-from django.db.models import Count
+from django.db.models import Count, F, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from domain.models import User, UserSession
+from domain.models import UserSession
 from repositories.core.audit import AuditEntry, entity_type_of, record, snapshot
 from repositories.core.base import BaseRepository
 from repositories.core.conf import setting
@@ -27,6 +28,13 @@ from repositories.core.filters import StrictFilterSet
 from repositories.core.keys import parse_uuid
 from repositories.core.transactions import atomic, check_deferred_constraints
 from repositories.errors import NotFoundError, ValidationError
+from repositories.user_model import (
+    active_users,
+    live_users,
+    parse_user_key,
+    user_field,
+    user_key_filter,
+)
 
 #: Bytes of randomness in a token: 256 bits, URL-safe base64 (43 characters).
 TOKEN_BYTES = 32
@@ -68,9 +76,13 @@ _CLEANUP_SQL = (
 
 @dataclass(frozen=True)
 class SuspiciousUser:
-    """A user whose recent sessions came from many addresses (`suspicious_users`)."""
+    """A user whose recent sessions came from many addresses (`suspicious_users`).
 
-    user_id: uuid.UUID
+    `user_id` is typed like the user model's key; `email` is "" for a user model without
+    an email field.
+    """
+
+    user_id: Any
     email: str
     distinct_ips: int
     sessions: int
@@ -84,7 +96,7 @@ def hash_token(token: str) -> str:
 class UserSessionFilterSet(StrictFilterSet):
     """Criteria for listing sessions (`find_many`, `count`, paginations)."""
 
-    user = filters.UUIDFilter(field_name="user_id")
+    user = user_key_filter("user_id")
     ip_address = filters.CharFilter(field_name="ip_address", validators=[validate_ipv46_address])
     revoked = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -101,7 +113,8 @@ class SessionRepository(BaseRepository[UserSession]):
     """Issue, validate and revoke login sessions; only token hashes are ever stored.
 
     Audit rows never contain a token or its hash. Sessions of deleted or inactive users
-    are never valid, whatever their expiry.
+    are never valid, whatever their expiry (with a user model other than domain.User: as
+    far as it records deletion, `deleted_at`, and activity, `is_active`).
     """
 
     model = UserSession
@@ -144,11 +157,12 @@ class SessionRepository(BaseRepository[UserSession]):
         address = _ip(ip_address)
         if not isinstance(user_agent, str) or "\x00" in user_agent:
             raise ValidationError({"user_agent": ["Enter a string without NUL characters."]})
-        key = parse_uuid(user_id)
+        key = parse_user_key(user_id)
         if key is None:
             raise NotFoundError("User", user_id)
+        users = get_user_model()._default_manager.db_manager(self.using)
         with translate_errors(UserSession, using=self.using):
-            user = next(iter(User.objects.db_manager(self.using).filter(pk=key)[:1]), None)
+            user = next(iter(users.filter(live_users(), pk=key)[:1]), None)
         if user is None:
             raise NotFoundError("User", user_id)
         if not user.is_active:
@@ -186,11 +200,10 @@ class SessionRepository(BaseRepository[UserSession]):
                 UserSession.objects.using(self.using)
                 .select_related("user")
                 .filter(
+                    active_users("user__"),
                     token_hash=hash_token(token),
                     revoked_at__isnull=True,
                     expires_at__gt=Now(),
-                    user__deleted_at__isnull=True,
-                    user__is_active=True,
                 )
             )
             # [:1] rather than first(): no ORDER BY, the token_hash unique index answers.
@@ -235,7 +248,7 @@ class SessionRepository(BaseRepository[UserSession]):
         malformed user id revokes nothing; a malformed `except_id` excludes nothing.
         """
         reason = _reason(reason)
-        key = parse_uuid(user_id)
+        key = parse_user_key(user_id)
         if key is None:
             return 0
         keep = parse_uuid(except_id) if except_id is not None else None
@@ -252,7 +265,7 @@ class SessionRepository(BaseRepository[UserSession]):
 
         Empty for an unknown, malformed, deleted or inactive user.
         """
-        key = parse_uuid(user_id)
+        key = parse_user_key(user_id)
         if key is None:
             return []
         with translate_errors(UserSession, using=self.using):
@@ -260,11 +273,10 @@ class SessionRepository(BaseRepository[UserSession]):
                 UserSession.objects.using(self.using)
                 .select_related("user")
                 .filter(
+                    active_users("user__"),
                     user_id=key,
                     revoked_at__isnull=True,
                     expires_at__gt=Now(),
-                    user__deleted_at__isnull=True,
-                    user__is_active=True,
                 )
                 .order_by("-created_at", "-id")
             )
@@ -314,11 +326,13 @@ class SessionRepository(BaseRepository[UserSession]):
         ):
             raise ValidationError({"min_distinct_ips": ["Enter a whole number of at least 1."]})
         since = timezone.now() - window
+        email_field = get_user_model().get_email_field_name()
+        email = F(f"user__{email_field}") if user_field(email_field) is not None else Value("")
         with translate_errors(UserSession, using=self.using):
             rows = (
                 UserSession.objects.using(self.using)
                 .filter(created_at__gte=since)
-                .values("user_id", "user__email")
+                .values("user_id", user_email=email)
                 .annotate(distinct_ips=Count("ip_address", distinct=True), sessions=Count("id"))
                 .filter(distinct_ips__gte=min_distinct_ips)
                 .order_by("-distinct_ips", "-sessions", "user_id")
@@ -326,7 +340,7 @@ class SessionRepository(BaseRepository[UserSession]):
             return [
                 SuspiciousUser(
                     user_id=row["user_id"],
-                    email=row["user__email"],
+                    email=row["user_email"],
                     distinct_ips=row["distinct_ips"],
                     sessions=row["sessions"],
                 )

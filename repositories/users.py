@@ -1,4 +1,8 @@
-"""User accounts: lookup by email, active-user listings, verification, passwords."""
+"""User accounts: lookup by email, active-user listings, verification, passwords.
+
+For the project's user model, AUTH_USER_MODEL: domain.User (recommended) or another one,
+whose fields decide what degrades (see UserRepository).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import django_filters as filters
-from django.contrib.auth import password_validation
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator
@@ -19,23 +23,43 @@ from repositories.core.filters import StrictFilterSet
 from repositories.core.transactions import atomic
 from repositories.errors import InvalidQueryError, ValidationError
 from repositories.sessions import SessionRepository
+from repositories.user_model import live_users, user_field
 
-_EMAIL_MAX_LENGTH = User._meta.get_field("email").max_length or 254
+UserModel = get_user_model()
+#: domain.User is the user model (not swapped out for another AUTH_USER_MODEL).
+_DOMAIN_USER = UserModel is User
+_EMAIL_FIELD = UserModel.get_email_field_name()
+_EMAIL_MAX_LENGTH = getattr(user_field(_EMAIL_FIELD), "max_length", None) or 254
+#: When accounts were created: domain.User's created_at, AbstractUser's date_joined.
+_JOINED = next((name for name in ("created_at", "date_joined") if user_field(name)), None)
 _validate_email = EmailValidator()
 
 
-class UserFilterSet(StrictFilterSet):
-    """Criteria for listing users: verification, join dates, name and email contains."""
+def _has(*names: str) -> bool:
+    return all(user_field(name) is not None for name in names)
 
-    email_verified = filters.BooleanFilter()
-    is_active = filters.BooleanFilter()
-    joined_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    joined_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    name = filters.CharFilter(method="filter_name")
-    email = filters.CharFilter(field_name="email", lookup_expr="icontains")
+
+class UserFilterSet(StrictFilterSet):
+    """Criteria for listing users: verification, join dates, name and email contains.
+
+    Another user model gets the filters its fields allow (auth.User: no email_verified;
+    join dates are its date_joined).
+    """
+
+    if _has("email_verified"):
+        email_verified = filters.BooleanFilter()
+    if _has("is_active"):
+        is_active = filters.BooleanFilter()
+    if _JOINED is not None:
+        joined_after = filters.IsoDateTimeFilter(field_name=_JOINED, lookup_expr="gte")
+        joined_before = filters.IsoDateTimeFilter(field_name=_JOINED, lookup_expr="lt")
+    if _has("first_name", "last_name"):
+        name = filters.CharFilter(method="filter_name")
+    if _has(_EMAIL_FIELD):
+        email = filters.CharFilter(field_name=_EMAIL_FIELD, lookup_expr="icontains")
 
     class Meta:
-        model = User
+        model = UserModel
         fields: tuple[str, ...] = ()
 
     def filter_name(self, queryset: QuerySet[User], name: str, value: str) -> QuerySet[User]:
@@ -53,14 +77,22 @@ class UserRepository(BaseRepository[User]):
     ConflictError (fields ("email",), with_deleted_row=True) if it was taken meanwhile.
     Passwords are only ever stored hashed (Django's hashers, after its password
     validators), and audit rows show them as "[redacted]".
+
+    Serves the project's user model. With one other than domain.User, what needs a field
+    it lacks degrades: no soft delete without `deleted_at` (soft_delete/restore raise
+    ValidationError), no verification without `email_verified` (verify_email raises
+    ValidationError), emails unique only if that model makes them so (find_by_email
+    then returns the oldest live match), filters and sorts on the fields it has.
     """
 
-    model = User
+    model = UserModel
     audit = True
     lookup_methods = BaseRepository.lookup_methods | {"find_by_email"}
     filterset_class = UserFilterSet
-    sortable_fields = ("email", "created_at", "last_name")
-    default_order = ("-created_at",)
+    sortable_fields = tuple(
+        name for name in (_EMAIL_FIELD, _JOINED, "last_name") if name and user_field(name)
+    )
+    default_order = (f"-{_JOINED}",) if _JOINED else ()
 
     def find_by_email(self, email: str) -> User | None:
         """Return the live user with this email (any case), or None (one query).
@@ -71,10 +103,15 @@ class UserRepository(BaseRepository[User]):
             raise InvalidQueryError({"email": ["Enter a string."]})
         if not email.strip():
             return None
-        with translate_errors(User, using=self.using):
-            queryset = User.objects.db_manager(self.using).get_queryset().with_email(email)
-            # [:1] rather than first(): no ORDER BY, the unique index answers alone.
-            return next(iter(queryset[:1]), None)
+        with translate_errors(UserModel, using=self.using):
+            if _DOMAIN_USER:
+                queryset = User.objects.db_manager(self.using).get_queryset().with_email(email)
+                # [:1] rather than first(): no ORDER BY, the unique index answers alone.
+                return next(iter(queryset[:1]), None)
+            # Another user model may let live users share an email: the oldest one wins.
+            users = UserModel._default_manager.db_manager(self.using)
+            lookup = {f"{_EMAIL_FIELD}__iexact": email.strip()}
+            return users.filter(live_users(), **lookup).order_by("pk").first()
 
     def find_active_users(
         self,
@@ -141,7 +178,8 @@ class UserRepository(BaseRepository[User]):
         audit row. Raises NotFoundError for an unknown, malformed or deleted user.
         """
         user = self.get_by_id(id)
-        if user.email_verified:
+        # A user model without the field: update() refuses it (ValidationError).
+        if getattr(user, "email_verified", False):
             return user
         return self.update(user.pk, {"email_verified": True})
 
@@ -165,13 +203,15 @@ class UserRepository(BaseRepository[User]):
 
     def _active_filters(self, filters: Mapping[str, Any] | None) -> dict[str, Any]:
         if filters is None:
-            return {"is_active": True}
+            filters = {}
         if not isinstance(filters, Mapping):
             raise InvalidQueryError("filters must be a mapping of filter names to values")
         if "is_active" in filters:
             raise InvalidQueryError(
                 {"is_active": ["find_active_users always lists active users; use find_many."]}
             )
+        if "is_active" not in UserFilterSet.base_filters:
+            return dict(filters)  # a user model without the field: every live user
         return {**filters, "is_active": True}
 
     def _prepare(self, data: Any, *, user: User | None, creating: bool = False) -> Any:
@@ -182,8 +222,8 @@ class UserRepository(BaseRepository[User]):
         if not isinstance(data, Mapping):
             return data
         prepared = dict(data)
-        if "email" in prepared:
-            prepared["email"] = _normalise_email(prepared["email"])
+        if _EMAIL_FIELD in prepared:
+            prepared[_EMAIL_FIELD] = _normalise_email(prepared[_EMAIL_FIELD])
         if "password" in prepared:
             prepared["password"] = _hash_password(prepared["password"], user, prepared)
         elif creating:
@@ -213,8 +253,10 @@ def _hash_password(raw: object, user: User | None, data: Mapping[str, Any]) -> s
         raise ValidationError({"password": ["Enter a non-empty string."]})
     subject = user
     if subject is None:
-        attributes = {k: data[k] for k in ("email", "first_name", "last_name") if k in data}
-        subject = User(**{k: v for k, v in attributes.items() if isinstance(v, str)})
+        # What the similarity validator compares the password with.
+        names = {UserModel.USERNAME_FIELD, _EMAIL_FIELD, "first_name", "last_name"}
+        attributes = {k: data[k] for k in names if k in data and user_field(k)}
+        subject = UserModel(**{k: v for k, v in attributes.items() if isinstance(v, str)})
     try:
         password_validation.validate_password(raw, subject)
     except DjangoValidationError as exc:

@@ -32,6 +32,7 @@ class Migration(migration_ops.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
@@ -57,6 +58,7 @@ class Migration(migration_ops.Migration):
             ],
             options={
                 'db_table': 'users',
+                'swappable': 'AUTH_USER_MODEL',
             },
         ),
         migrations.CreateModel(

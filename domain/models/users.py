@@ -33,6 +33,9 @@ class User(SoftDeleteModel, AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
+        # Django's own auth.User pattern: when the project's AUTH_USER_MODEL is another
+        # model, this one is swapped out (no table, no reverse accessors, no clash).
+        swappable = "AUTH_USER_MODEL"
         db_table = "users"
         constraints = [
             # Unique case-insensitively among live users only: a deleted user's email can

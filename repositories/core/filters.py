@@ -9,10 +9,12 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import django_filters
+from django import forms
 from django.db import models
 from django.db.models import QuerySet
 from django_filters import filters
 
+from repositories.core.arguments import MAX_BIGINT
 from repositories.core.errors import InvalidQueryError
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -30,6 +32,22 @@ class NumberInFilter(filters.BaseInFilter, filters.NumberFilter):
 
 class CharInFilter(filters.BaseInFilter, filters.CharFilter):
     """`field__in` for strings (values may not contain commas)."""
+
+
+class IntegerFilter(filters.Filter):
+    """An integer, e.g. an integer key: "25.5" is refused, never rounded to row 25."""
+
+    field_class = forms.IntegerField
+
+
+def key_filter(pk: models.Field[Any, Any], field_name: str) -> filters.Filter:
+    """Return a filter on `field_name` (a foreign key's attname) whose values are
+    validated like primary key `pk`: a UUID, an integer, or else a string."""
+    if isinstance(pk, models.UUIDField):
+        return filters.UUIDFilter(field_name=field_name)
+    if isinstance(pk, models.IntegerField):  # AutoField and BigAutoField included
+        return IntegerFilter(field_name=field_name, min_value=-MAX_BIGINT, max_value=MAX_BIGINT)
+    return filters.CharFilter(field_name=field_name)
 
 
 class StrictFilterSet(django_filters.FilterSet):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import decimal
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DEFAULT_DB_ALIAS, models, transaction
 from django.db.models import QuerySet
 
-from repositories.core.arguments import MAX_BIGINT
 from repositories.core.boundary import label_methods
 from repositories.core.errors import InvalidQueryError, NotFoundError
 from repositories.core.filters import StrictFilterSet
+from repositories.core.keys import parse_key
 from repositories.core.pagination import SortKey
 from repositories.core.spec import ModelSpec, build_spec, parse_order
 
@@ -140,18 +138,7 @@ class RepositoryFoundation(Generic[ModelT]):
         return filterset.apply_normalized(form_data, queryset), form_data
 
     def _coerce_pk(self, value: object) -> Any:
-        if value is None or isinstance(value, bool | float | decimal.Decimal):
-            # A float or Decimal is never a key: 25.5 must not load row 25.
-            return None
-        if isinstance(value, models.Model):
-            value = value.pk
-        try:
-            key = self._spec.pk.to_python(value)
-        except (DjangoValidationError, TypeError, ValueError, AttributeError, OverflowError):
-            return None
-        if isinstance(key, int) and not -MAX_BIGINT <= key <= MAX_BIGINT:
-            return None
-        return key
+        return parse_key(self._spec.pk, value)
 
     def _require_pk(self, value: object) -> Any:
         pk = self._coerce_pk(value)

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import decimal
 import uuid
+from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 
+from repositories.core.arguments import MAX_BIGINT
 from repositories.core.errors import NotFoundError
+
+
+def parse_key(pk: models.Field[Any, Any], value: object) -> Any:
+    """Return `value` (a key, its text, or a model instance) as a value of primary key
+    field `pk` (UUID, integer, ...), else None."""
+    if value is None or isinstance(value, bool | float | decimal.Decimal):
+        # A float or Decimal is never a key: 25.5 must not load row 25.
+        return None
+    if isinstance(value, models.Model):
+        value = value.pk
+    try:
+        key = pk.to_python(value)
+    except (DjangoValidationError, TypeError, ValueError, AttributeError, OverflowError):
+        return None
+    if isinstance(key, int) and not -MAX_BIGINT <= key <= MAX_BIGINT:
+        return None
+    return key
 
 
 def parse_uuid(value: object) -> uuid.UUID | None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import psycopg
+from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
@@ -39,12 +40,11 @@ from repositories.errors import (
 from repositories.orders.reads import ITEMS_QUERYSET
 from repositories.orders.statements import (
     ITEM_FIELDS,
-    LOCK_SQL,
     ORDER_FIELDS,
     PRODUCT_FIELDS,
-    USER_FIELDS,
-    WRITE_ORDER_SQL,
+    placing_statements,
 )
+from repositories.user_model import parse_user_key
 
 __all__ = [
     "CENT",
@@ -114,7 +114,7 @@ class OrderPlacing(BaseRepository[Order]):
 
     def place_order(
         self,
-        user_id: uuid.UUID | str,
+        user_id: Any,
         items: Sequence[tuple[uuid.UUID | str, int]],
         *,
         idempotency_key: str | None = None,
@@ -141,7 +141,7 @@ class OrderPlacing(BaseRepository[Order]):
         inactive products, mixed currencies), NotFoundError (unknown/deleted user or
         product; `key` names it) and InsufficientStockError.
         """
-        user_key = parse_uuid(user_id)
+        user_key = parse_user_key(user_id)
         if user_key is None:
             raise NotFoundError("User", user_id)
         lines = self._validate_lines(items)
@@ -204,21 +204,23 @@ class OrderPlacing(BaseRepository[Order]):
             )
         return value
 
-    def _find_idempotent(self, user_id: uuid.UUID, key: str) -> Order | None:
+    def _find_idempotent(self, user_id: Any, key: str) -> Order | None:
         """Return the user's order placed with this idempotency key, items loaded (2 queries)."""
         queryset = self.get_queryset().filter(user_id=user_id, idempotency_key=key)
         with translate_errors(Order, using=self.using, reading=True):
             found = list(queryset[:1])
         return found[0] if found else None
 
-    def _place_order_once(self, user_id: uuid.UUID, lines: list[_Line], key: str | None) -> Order:
+    def _place_order_once(self, user_id: Any, lines: list[_Line], key: str | None) -> Order:
+        statements = placing_statements(self.using)
         with translate_errors(Order, using=self.using), _server_bound_cursor(self.using) as cursor:
-            cursor.execute(LOCK_SQL, [[line.product_id for line in lines], user_id])
+            cursor.execute(statements.lock_sql, [[line.product_id for line in lines], user_id])
             rows = cursor.fetchall()
             if not rows:
                 raise NotFoundError("User", user_id)
-            split = len(USER_FIELDS)
-            user = row_loader(User, USER_FIELDS, self.using)(rows[0][:split])
+            split = len(statements.user_fields)
+            load_user = row_loader(get_user_model(), statements.user_fields, self.using)
+            user = load_user(rows[0][:split])
             load_product = row_loader(Product, PRODUCT_FIELDS, self.using)
             products = {
                 product.pk: product
@@ -234,7 +236,7 @@ class OrderPlacing(BaseRepository[Order]):
                     raise
                 return winner
             params = self._write_params(user_id, lines, products, currency, key)
-            cursor.execute(WRITE_ORDER_SQL, params)
+            cursor.execute(statements.write_order_sql, params)
             rows = cursor.fetchall()
         if not rows:
             # The key's unique index met a request that committed first: nothing was
@@ -247,13 +249,13 @@ class OrderPlacing(BaseRepository[Order]):
 
     @staticmethod
     def _write_params(
-        user_id: uuid.UUID,
+        user_id: Any,
         lines: list[_Line],
         products: dict[uuid.UUID, Product],
         currency: str,
         key: str | None,
     ) -> list[Any]:
-        """Return the parameters of WRITE_ORDER_SQL: lines, order, audit trail."""
+        """Return the parameters of the write statement: lines, order, audit trail."""
         placed_at = timezone.now()
         number = new_order_number(placed_at)
         ordered = [products[line.product_id] for line in lines]
@@ -328,7 +330,7 @@ class OrderPlacing(BaseRepository[Order]):
         products: dict[uuid.UUID, Product],
         lines: list[_Line],
     ) -> Order:
-        """Return the order with user, items and products loaded, from WRITE_ORDER_SQL rows.
+        """Return the order with user, items and products loaded, from the write statement's rows.
 
         The same objects `get_with_items` would load, without reading them again: the
         products carry their stock and `updated_at` after the sale.

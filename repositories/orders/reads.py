@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from typing import Any, cast
 
 from django.db.models import Prefetch, QuerySet
 
@@ -17,6 +17,7 @@ from repositories.core.pagination import CursorPage
 from repositories.errors import (
     NotFoundError,
 )
+from repositories.user_model import parse_user_key
 
 __all__ = ["ITEMS_QUERYSET", "OrderReads", "items_prefetch"]
 
@@ -49,7 +50,7 @@ class OrderReads(BaseRepository[Order]):
         return found
 
     def history_for_user(
-        self, user_id: uuid.UUID | str, *, after: str | None = None, limit: int = 20
+        self, user_id: Any, *, after: str | None = None, limit: int = 20
     ) -> CursorPage[Order]:
         """Return a user's orders, newest first, as a keyset page (2 queries per page).
 
@@ -59,7 +60,7 @@ class OrderReads(BaseRepository[Order]):
         order_by=["-placed_at"])`. Unknown users get an empty page; malformed ids
         NotFoundError.
         """
-        key = parse_uuid(user_id)
+        key = parse_user_key(user_id)
         if key is None:
             raise NotFoundError("User", user_id)
         return self._keyset_page(

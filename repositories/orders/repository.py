@@ -19,6 +19,7 @@ from repositories.orders.analytics import OrderAnalytics
 from repositories.orders.placing import OrderPlacing
 from repositories.orders.reads import OrderReads, items_prefetch
 from repositories.orders.status import OrderStatusChanges
+from repositories.user_model import user_key_filter
 
 __all__ = ["OrderFilterSet", "OrderRepository"]
 
@@ -26,7 +27,7 @@ __all__ = ["OrderFilterSet", "OrderRepository"]
 class OrderFilterSet(StrictFilterSet):
     """Criteria for orders: user, status, placement time range, total range."""
 
-    user = filters.UUIDFilter(field_name="user_id")
+    user = user_key_filter("user_id")
     status = filters.ChoiceFilter(choices=OrderStatus.choices)
     number = filters.CharFilter()
     placed_after = filters.IsoDateTimeFilter(field_name="placed_at", lookup_expr="gte")

@@ -26,6 +26,7 @@ from repositories.errors import (
     ValidationError,
 )
 from repositories.orders.placing import is_int
+from repositories.user_model import parse_user_key
 
 __all__ = ["OrderStatusChanges"]
 
@@ -141,14 +142,14 @@ class OrderStatusChanges(BaseRepository[Order]):
         )
 
     @staticmethod
-    def _actor_id(actor: Any) -> uuid.UUID | None:
+    def _actor_id(actor: Any) -> Any:
         """Return the acting user's id: `actor`, else the audit context's signed-in user."""
         if actor is None:
             context_actor = current_audit_state().actor
             if context_actor is None or not getattr(context_actor, "is_authenticated", False):
                 return None
             actor = context_actor
-        key = parse_uuid(getattr(actor, "pk", actor))
+        key = parse_user_key(getattr(actor, "pk", actor))
         if key is None:
             raise ValidationError({"actor": ["Actor must be a user or a user id."]})
         return key

@@ -11,9 +11,12 @@ Design rules followed by every ModelAdmin here:
   expressions (`lower(email)`, `orders.number`, the product full-text GIN index). Filters
   use fixed choices, not `AllValuesFieldListFilter` (a `SELECT DISTINCT` over the table).
 - Soft-deletable models (User, Category, Product) list every row (`all_objects`) with a
-  `deleted_at` column, a live/deleted filter and "soft delete" / "restore" actions that go
-  through the repositories, so those writes are audited like any other. Bulk hard delete is
-  not offered for them.
+  "deleted" marker column placed early (visible without scrolling), a live/deleted filter
+  and "soft delete" / "restore" actions that go through the repositories, so those writes
+  are audited like any other, and are also noted in each row's admin History. Bulk hard
+  delete is not offered for them.
+- Every other write an admin action makes (order status changes, stock adjustments) also
+  goes through a repository; its errors become admin messages, never a server error.
 - The admin's own writes (add, change, delete) are audited like repository writes, and a
   change bumps `version`, so optimistic-locking callers notice it (AuditedAdmin).
 - Tables whose rows the repositories keep consistent (orders and their items and history,
@@ -23,15 +26,19 @@ Design rules followed by every ModelAdmin here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from domain.models import (
     Category,
@@ -57,6 +64,8 @@ __all__ = [
     "LiveStateFilter",
     "SoftDeleteAdmin",
     "ViewOnlyAdminMixin",
+    "acting",
+    "note_in_history",
     "restore_selected",
     "soft_delete_selected",
 ]
@@ -105,7 +114,7 @@ def _repository_for(model: type[Model]) -> Any:
 
 
 @contextmanager
-def _acting(request: HttpRequest) -> Iterator[None]:
+def acting(request: HttpRequest) -> Iterator[None]:
     """Attribute audit rows written in this block to the admin user and their address.
 
     AuditContextMiddleware does the same for every request; this keeps the admin's
@@ -114,6 +123,14 @@ def _acting(request: HttpRequest) -> Iterator[None]:
     actor = request.user if request.user.is_authenticated else None
     with audit_context(actor=actor, ip_address=request.META.get("REMOTE_ADDR")):
         yield
+
+
+def note_in_history(request: HttpRequest, rows: list[Any], message: str) -> None:
+    """Add `message` to the admin History of each row (one INSERT for all of them)."""
+    if rows and request.user.is_authenticated:
+        LogEntry.objects.log_actions(
+            user_id=request.user.pk, queryset=rows, action_flag=CHANGE, change_message=message
+        )
 
 
 def _run_for_each(
@@ -125,22 +142,25 @@ def _run_for_each(
 ) -> None:
     """Call the repository for every selected row; report successes and each failure.
 
-    One repository call (one short transaction, one audit row) per selected row.
+    One repository call (one short transaction, one audit row) per selected row; the
+    rows it changed are then noted in their admin History ("Soft deleted.", "Restored.").
     """
     repository = _repository_for(modeladmin.model)
-    done = 0
-    with _acting(request):
+    done = []
+    with acting(request):
         for pk in queryset.order_by("pk").values_list("pk", flat=True):
             try:
                 call(repository, pk)
             except RepositoryError as exc:
                 modeladmin.message_user(request, f"{pk}: {exc}", messages.ERROR)
             else:
-                done += 1
+                done.append(pk)
     if done:
-        name = modeladmin.model._meta.verbose_name_plural if done > 1 else None
+        rows = list(modeladmin.model._base_manager.filter(pk__in=done).order_by("pk"))
+        note_in_history(request, rows, f"{verb}.")
+        name = modeladmin.model._meta.verbose_name_plural if len(done) > 1 else None
         label = name or modeladmin.model._meta.verbose_name
-        modeladmin.message_user(request, f"{verb} {done} {label}.", messages.SUCCESS)
+        modeladmin.message_user(request, f"{verb} {len(done)} {label}.", messages.SUCCESS)
 
 
 @admin.action(description="Soft delete selected rows")
@@ -172,7 +192,7 @@ class AuditedAdmin(admin.ModelAdmin):
 
         # The admin's change view already runs in a transaction; this one makes the lock
         # and the audit row safe for any other caller of save_model too.
-        with transaction.atomic(), _acting(request):
+        with transaction.atomic(), acting(request):
             before = self._lock_and_bump(obj) if change else {}
             super().save_model(request, obj, form, change)
             changes = diff(before, snapshot(obj)) if change else snapshot(obj)
@@ -196,7 +216,7 @@ class AuditedAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
 
-        with transaction.atomic(using=queryset.db), _acting(request):
+        with transaction.atomic(using=queryset.db), acting(request):
             # of=self: changelist querysets outer-join their list_select_related tables.
             rows = list(queryset.order_by("pk").select_for_update(of=("self",)))
             entries = [
@@ -207,9 +227,25 @@ class AuditedAdmin(admin.ModelAdmin):
 
 
 class SoftDeleteAdmin(AuditedAdmin):
-    """Changelist over every row (`all_objects`), with soft-delete and restore actions."""
+    """Changelist over every row (`all_objects`), with soft-delete and restore actions.
 
-    actions = (soft_delete_selected, restore_selected)
+    Subclasses show `"deleted"` (the marker column) early in `list_display`.
+    """
+
+    actions: Sequence[Callable[..., Any]] = (soft_delete_selected, restore_selected)
+
+    @admin.display(description="deleted", ordering="deleted_at")
+    def deleted(self, obj: Any) -> SafeString | str:
+        """Mark a soft-deleted row: "Deleted" and its date, the exact time on hover."""
+        if obj.deleted_at is None:
+            return ""
+        at = timezone.localtime(obj.deleted_at)
+        return format_html(
+            '<strong class="deleted-marker" title="{}"'
+            ' style="color: var(--error-fg, #ba2121); white-space: nowrap">Deleted {}</strong>',
+            date_format(at, "DATETIME_FORMAT"),
+            date_format(at, "Y-m-d"),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset: QuerySet[Any] = self.model.all_objects.all()

@@ -10,7 +10,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Field as DbField
-from django.db.models import QuerySet, URLField
+from django.db.models import Q, QuerySet, URLField
 from django.http import HttpRequest
 
 from domain.models import (
@@ -106,16 +106,19 @@ class UserAdmin(SoftDeleteAdmin, DjangoUserAdmin):
         "email",
         "first_name",
         "last_name",
+        "deleted",
         "is_active",
         "email_verified",
         "is_staff",
         "created_at",
-        "deleted_at",
     )
     list_filter = (LiveStateFilter, "is_active", "is_staff", "is_superuser", "email_verified")
     # Searched by get_search_results below; declared so the search box is shown.
     search_fields = ("email",)
-    search_help_text = "Exact email (any case), exact last name, or a user id."
+    search_help_text = (
+        'A whole email (any case), the start of names or of an email ("ada love", '
+        '"demo.user.1"), or a user id.'
+    )
     ordering = ("-created_at", "-id")  # users_created_idx, scanned backwards
     show_full_result_count = False
 
@@ -130,8 +133,11 @@ class UserAdmin(SoftDeleteAdmin, DjangoUserAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        # lower(email) = lower(term) is the expression of users_email_live_uniq; last_name
-        # equality uses users_last_name_idx; a UUID hits the primary key.
+        # A whole email: lower(email) = lower(term), the expression of the unique index
+        # users_email_live_uniq (live users; deleted ones are found by their id). A UUID:
+        # the primary key. Otherwise every word must start the first name, the last name or
+        # the email, in any case: a read of the users table (a trigram index would need
+        # pg_trgm, which the embedded PostgreSQL lacks).
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -139,4 +145,10 @@ class UserAdmin(SoftDeleteAdmin, DjangoUserAdmin):
             return queryset.filter(pk=key), False
         if "@" in term:
             return cast(UserQuerySet, queryset).with_email(term), False
-        return queryset.filter(last_name=term), False
+        for word in term.split()[:4]:
+            queryset = queryset.filter(
+                Q(first_name__istartswith=word)
+                | Q(last_name__istartswith=word)
+                | Q(email__istartswith=word)
+            )
+        return queryset, False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -517,3 +518,285 @@ def test_admin_bulk_delete_is_audited_per_row(admin_client):
     assert set(
         AuditLog.objects.filter(action="deleted").values_list("entity_id", flat=True)
     ) == set(keys)
+
+
+# --- History, the deleted marker, labels ---------------------------------------------------
+
+
+def history(obj):
+    from django.contrib.admin.models import LogEntry
+
+    return list(
+        LogEntry.objects.filter(object_id=str(obj.pk))
+        .order_by("id")
+        .values_list("change_message", flat=True)
+    )
+
+
+def test_soft_delete_and_restore_are_noted_in_the_admin_history(admin_client, admin_user):
+    product = ProductFactory.create()
+    for action in ("soft_delete_selected", "restore_selected"):
+        admin_client.post(
+            url(Product, "changelist"), {"action": action, "_selected_action": [str(product.pk)]}
+        )
+    assert history(product) == ["Soft-deleted.", "Restored."]
+    page = admin_client.get_object_page(Product, url(Product, "history", product.pk))
+    assert b"Soft-deleted." in page.content
+    assert b"Restored." in page.content
+
+
+def test_a_failed_soft_delete_is_not_noted_in_the_history(admin_client):
+    dead = ProductFactory.create(deleted=True)
+    admin_client.post(
+        url(Product, "changelist"),
+        {"action": "soft_delete_selected", "_selected_action": [str(dead.pk)]},
+    )
+    assert history(dead) == []
+
+
+@pytest.mark.parametrize("model", [User, Category, Product], ids=model_name)
+def test_deleted_marker_is_among_the_first_columns(admin_client, model):
+    columns = list(site._registry[model].list_display)
+    assert "deleted" in columns[:4]
+    assert "deleted_at" not in columns
+
+
+def test_deleted_marker_shows_on_deleted_rows_only(admin_client):
+    ProductFactory.create(name="Alive lamp")
+    ProductFactory.create(name="Gone lamp", deleted=True)
+    content = admin_client.get(url(Product, "changelist")).content.decode()
+    assert content.count('class="deleted-marker"') == 1
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_help_texts_and_labels_name_no_database_internals(admin_client, model):
+    model_admin = site._registry[model]
+    assert "_idx" not in (model_admin.search_help_text or "")
+    make(model)
+    content = admin_client.get(url(model, "changelist")).content.decode()
+    assert "Actor repr" not in content
+    assert "_idx" not in content
+
+
+def test_audit_log_shows_actor_and_links_the_entity(admin_client):
+    product = ProductFactory.create()
+    AuditLogFactory.create(entity_type="product", entity_id=str(product.pk), actor_repr="a@b.c")
+    content = admin_client.get(url(AuditLog, "changelist")).content.decode()
+    assert "a@b.c" in content
+    assert url(Product, "change", product.pk) in content
+
+
+def test_system_configuration_counts_entries(admin_client):
+    SystemConfigFactory.create_batch(2)
+    content = admin_client.get(url(SystemConfig, "changelist")).content.decode()
+    assert "2 entries" in content
+
+
+def test_order_page_shows_number_before_record_keeping(admin_client):
+    order = make(Order)
+    content = admin_client.get(url(Order, "change", order.pk)).content.decode()
+    assert content.index(order.number) < content.index("Record keeping")
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+def test_product_search_matches_the_start_of_a_word(admin_client):
+    tent = ProductFactory.create(name="Rugged Tent 3", description="For camping")
+    ProductFactory.create(name="Quiet Kettle 4", description="Boils water")
+    assert list(listed(admin_client, Product, q="ten")) == [tent]
+    assert list(listed(admin_client, Product, q="rug te")) == [tent]
+    assert list(listed(admin_client, Product, q="-kettle")) == [tent]
+    assert list(listed(admin_client, Product, q="...")) == []
+
+
+def test_product_search_finds_deleted_and_inactive_products(admin_client):
+    dead = ProductFactory.create(name="Solar Lamp", deleted=True)
+    off = ProductFactory.create(name="Solar Panel", is_active=False)
+    assert set(listed(admin_client, Product, q="sola")) == {dead, off}
+
+
+def test_user_search_by_names_and_email_start(admin_client):
+    ada = UserFactory.create(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    UserFactory.create(email="alan@example.com", first_name="Alan", last_name="Turing")
+    assert list(listed(admin_client, User, q="ada")) == [ada]
+    assert list(listed(admin_client, User, q="LOVE")) == [ada]
+    assert list(listed(admin_client, User, q="ada love")) == [ada]
+    assert list(listed(admin_client, User, q="ada turing")) == []
+    assert list(listed(admin_client, User, q="alan")) != [ada]
+
+
+# --- order status changes ------------------------------------------------------------------
+
+
+def act(client, model, action, rows, **extra):
+    keys = [str(r.pk) for r in rows]
+    data = {"action": action, "_selected_action": keys} | extra
+    return client.post(url(model, "changelist"), data, follow=True)
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_order_actions_move_orders_through_the_repository(admin_client, admin_user):
+    order = OrderFactory.create(status="pending")
+    for action in ("mark_paid", "mark_shipped"):
+        response = act(admin_client, Order, action, [order])
+        assert response.status_code == 200
+    order.refresh_from_db()
+    assert order.status == "shipped"
+    assert order.version == 3
+    steps = list(
+        OrderStatusHistory.objects.filter(order=order)
+        .order_by("created_at", "id")
+        .values_list("from_status", "to_status", "actor_id")
+    )
+    assert steps == [("pending", "paid", admin_user.pk), ("paid", "shipped", admin_user.pk)]
+    audit = AuditLog.objects.filter(action="status_changed", entity_id=str(order.pk))
+    assert audit.count() == 2
+    assert set(audit.values_list("actor_id", flat=True)) == {admin_user.pk}
+    assert history(order) == ["Status changed to paid.", "Status changed to shipped."]
+
+
+def test_order_action_refused_by_the_status_graph_is_a_message_not_an_error(admin_client):
+    pending = OrderFactory.create(status="pending", number="ORD-REFUSE-1")
+    paid = OrderFactory.create(status="paid")
+    response = act(admin_client, Order, "mark_shipped", [pending, paid])
+    assert response.status_code == 200
+    texts = messages_of(response)
+    assert any("ORD-REFUSE-1" in t and "cannot move" in t for t in texts), texts
+    assert any(f"Order {paid.number}: now shipped" in t for t in texts), texts
+    pending.refresh_from_db()
+    paid.refresh_from_db()
+    assert (pending.status, paid.status) == ("pending", "shipped")
+
+
+def test_cancel_action_returns_the_stock(admin_client):
+    product = ProductFactory.with_stock(5)
+    order = OrderFactory.create(status="paid")
+    OrderItemFactory.create(order=order, product=product, quantity=2)
+    act(admin_client, Order, "mark_cancelled", [order])
+    product.refresh_from_db()
+    assert product.stock_quantity == 7
+
+
+def test_order_page_offers_the_allowed_status_changes(admin_client):
+    order = OrderFactory.create(status="paid")
+    page = admin_client.get(url(Order, "change", order.pk))
+    buttons = re.findall(r'name="to_status" value="(\w+)"', page.content.decode())
+    assert sorted(buttons) == ["cancelled", "shipped"]
+    done = OrderFactory.create(status="refunded")
+    page = admin_client.get(url(Order, "change", done.pk))
+    assert b'name="to_status"' not in page.content
+
+
+def test_order_page_button_moves_the_order_with_its_note(admin_client, admin_user):
+    order = OrderFactory.create(status="pending")
+    transition = reverse("admin:domain_order_transition", args=[order.pk])
+    response = admin_client.post(transition, {"to_status": "paid", "note": "paid by wire"})
+    assert response.status_code == 302
+    assert response["Location"] == url(Order, "change", order.pk)
+    step = OrderStatusHistory.objects.get(order=order, to_status="paid")
+    assert (step.note, step.actor_id) == ("paid by wire", admin_user.pk)
+    bad = admin_client.post(transition, {"to_status": "delivered"}, follow=True)
+    assert any("cannot move" in t for t in messages_of(bad))
+    unknown = admin_client.post(transition, {"to_status": "lost"}, follow=True)
+    assert unknown.status_code == 200
+    assert any("Unknown status" in t or "invalid" in t for t in messages_of(unknown))
+    assert admin_client.get(transition).status_code == 403
+
+
+def test_order_status_changes_need_the_change_order_permission():
+    from django.contrib.auth.models import Permission
+
+    staff = UserFactory.create(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_order"))
+    client = PerRequestZealClient()
+    with zeal_ignore():
+        client.force_login(staff)
+    order = OrderFactory.create(status="pending")
+    page = client.get(url(Order, "changelist"))
+    assert page.status_code == 200
+    assert b"mark_paid" not in page.content
+    transition = reverse("admin:domain_order_transition", args=[order.pk])
+    assert client.post(transition, {"to_status": "paid"}).status_code == 403
+    assert b'name="to_status"' not in client.get(url(Order, "change", order.pk)).content
+    order.refresh_from_db()
+    assert order.status == "pending"
+
+
+# --- stock adjustments ---------------------------------------------------------------------
+
+
+def stock_url(*products):
+    return reverse("admin:domain_product_stock") + "?ids=" + ",".join(str(p.pk) for p in products)
+
+
+def test_adjust_stock_action_opens_the_stock_page(admin_client):
+    products = [ProductFactory.create(), ProductFactory.create()]
+    response = admin_client.post(
+        url(Product, "changelist"),
+        {"action": "adjust_stock_selected", "_selected_action": [str(p.pk) for p in products]},
+    )
+    assert response.status_code == 302
+    page = admin_client.get(response["Location"])
+    assert page.status_code == 200
+    assert all(p.sku in page.content.decode() for p in products)
+
+
+def test_restock_writes_the_ledger_audit_and_history(admin_client, admin_user):
+    product = ProductFactory.with_stock(3)
+    response = admin_client.post(stock_url(product), {"reason": "restock", "quantity": "5"})
+    assert response.status_code == 302
+    assert response["Location"] == url(Product, "change", product.pk)
+    product.refresh_from_db()
+    assert product.stock_quantity == 8
+    move = InventoryMovement.objects.filter(product=product).latest("created_at")
+    assert (move.delta, move.reason) == (5, "restock")
+    entry = AuditLog.objects.get(action="stock_adjusted", entity_id=str(product.pk))
+    assert entry.actor_id == admin_user.pk
+    assert history(product) == ["Stock +5 (restock)."]
+
+
+def test_stock_adjustment_below_zero_is_reported_and_changes_nothing(admin_client):
+    low, high = ProductFactory.with_stock(1), ProductFactory.with_stock(10)
+    response = admin_client.post(
+        stock_url(low, high), {"reason": "adjustment", "quantity": "-4"}, follow=True
+    )
+    assert response.status_code == 200
+    texts = messages_of(response)
+    assert any(low.sku in t and "in stock" in t for t in texts), texts
+    low.refresh_from_db()
+    high.refresh_from_db()
+    assert (low.stock_quantity, high.stock_quantity) == (1, 6)
+
+
+def test_stock_form_refuses_zero_and_a_negative_restock(admin_client):
+    product = ProductFactory.with_stock(2)
+    for data in ({"reason": "restock", "quantity": "-1"}, {"reason": "restock", "quantity": "0"}):
+        response = admin_client.post(stock_url(product), data)
+        assert response.status_code == 200
+        assert "quantity" in response.context["form"].errors
+    product.refresh_from_db()
+    assert product.stock_quantity == 2
+
+
+def test_stock_of_a_deleted_product_cannot_change(admin_client):
+    dead = ProductFactory.create(deleted=True)
+    response = admin_client.post(
+        stock_url(dead), {"reason": "restock", "quantity": "1"}, follow=True
+    )
+    assert any("does not exist" in t for t in messages_of(response))
+    assert not InventoryMovement.objects.filter(product=dead).exists()
+
+
+def test_stock_page_without_products_goes_back_to_the_list(admin_client):
+    response = admin_client.get(reverse("admin:domain_product_stock") + "?ids=nope")
+    assert response.status_code == 302
+
+
+def test_product_page_links_to_the_stock_page(admin_client):
+    product = ProductFactory.create()
+    page = admin_client.get_object_page(Product, url(Product, "change", product.pk))
+    assert stock_url(product).replace("&", "&amp;") in page.content.decode()

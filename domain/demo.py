@@ -1,8 +1,8 @@
 """Consistent, deterministic demo data (the body of `manage.py seed_demo`).
 
 Rows are written directly with set-based `bulk_create` (not through the repositories: going
-row by row through `place_order` would take minutes for the defaults, and demo data needs no
-audit trail). The command keeps the same invariants the repositories keep:
+row by row through `place_order` would take minutes for the defaults). The command keeps the
+same invariants the repositories keep:
 
 - categories form a tree (parents are created before their children);
 - every product's `stock_quantity` equals the sum of its inventory movements
@@ -10,7 +10,10 @@ audit trail). The command keeps the same invariants the repositories keep:
   order);
 - orders exist in every status, each with items that snapshot sku, name and price, a
   `subtotal`/`total` equal to the sum of the line totals, one status-history row per
-  transition (the first one from NULL to `pending`) and a `version` counting its writes.
+  transition (the first one from NULL to `pending`) and a `version` counting its writes;
+- an audit trail like the one the repositories write, dated when each thing happened:
+  "created" for every user, category, product and order, "status_changed" for every order
+  transition, "soft_deleted" for the deleted users and products (actor: `seed_demo`).
 
 Deterministic: the same `--seed` gives the same emails, names, SKUs, prices, order numbers,
 items, statuses and amounts (primary keys come from `gen_random_uuid()` and timestamps are
@@ -39,6 +42,7 @@ from django.db import connections
 from django.db.models import ForeignKey, Model
 
 from domain.models import (
+    AuditLog,
     Category,
     InventoryMovement,
     Order,
@@ -349,6 +353,86 @@ class DemoBuilder:
         return at
 
 
+#: The audit rows' actor: the command that wrote them (there is no signed-in user).
+AUDIT_ACTOR = "seed_demo"
+
+
+def _audit(action: str, entity: Model, at: datetime, changes: dict[str, Any]) -> AuditLog:
+    return AuditLog(
+        occurred_at=at,
+        created_at=at,
+        actor_repr=AUDIT_ACTOR,
+        action=action,
+        entity_type=entity._meta.model_name or "",
+        entity_id=str(entity.pk),
+        changes=changes,
+    )
+
+
+def audit_trail(data: DemoData) -> list[AuditLog]:
+    """Return the audit rows of what `data` records, oldest first (rows need their keys).
+
+    Foreign keys are read from their `*_id` columns, which `insert` filled in.
+    """
+    rows: list[AuditLog] = []
+    fields: dict[str, Any]
+    for user in data.users:
+        fields = {"email": user.email, "first_name": user.first_name, "last_name": user.last_name}
+        rows.append(_audit("created", user, user.created_at, fields))
+    for category in data.categories:
+        fields = {
+            "name": category.name,
+            "slug": category.slug,
+            "parent_id": _key(category.parent_id),
+        }
+        rows.append(_audit("created", category, category.created_at, fields))
+    initial = {m.product_id: m.delta for m in data.movements if m.reason == "initial"}
+    for product in data.products:
+        fields = {
+            "sku": product.sku,
+            "name": product.name,
+            "price": str(product.price),
+            "category_id": _key(product.category_id),
+            "stock_quantity": initial.get(product.pk, 0),
+            "is_active": product.is_active,
+        }
+        rows.append(_audit("created", product, product.created_at, fields))
+    orders = {}
+    for order in data.orders:
+        orders[order.pk] = order
+        fields = {"number": order.number, "user_id": _key(order.user_id), "total": str(order.total)}
+        rows.append(_audit("created", order, order.placed_at, fields))
+    versions: dict[Any, int] = {}
+    for step in data.history:
+        if step.from_status is None:
+            continue
+        version = versions[step.order_id] = versions.get(step.order_id, 1) + 1
+        changes = {
+            "status": {"old": step.from_status, "new": step.to_status},
+            "version": {"old": version - 1, "new": version},
+            "note": step.note,
+        }
+        rows.append(_audit("status_changed", orders[step.order_id], step.created_at, changes))
+    for entity in (*data.users, *data.products):
+        if entity.deleted_at is not None:
+            changes = {"deleted_at": {"old": None, "new": entity.deleted_at.isoformat()}}
+            rows.append(_audit("soft_deleted", entity, entity.deleted_at, changes))
+    rows.sort(key=lambda row: row.occurred_at)
+    return rows
+
+
+def _key(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def insert_audit(rows: Sequence[AuditLog], using: str, progress: Any) -> None:
+    """Insert audit rows in batches: one multi-row INSERT per batch (keys are identities)."""
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = rows[start : start + BATCH_SIZE]
+        AuditLog.objects.db_manager(using).bulk_create(batch)
+        progress.update(len(batch))
+
+
 def new_keys(count: int, using: str) -> list[UUID]:
     """Return `count` keys from gen_random_uuid(), in one query (bulk_create cannot read
     back db_default keys)."""
@@ -377,7 +461,16 @@ def insert(rows: Sequence[_M], using: str, progress: Any) -> None:
 
 def analyze(using: str) -> None:
     """Refresh planner statistics after a bulk load (so FK checks and queries use indexes)."""
-    models = (Category, InventoryMovement, Order, OrderItem, OrderStatusHistory, Product, User)
+    models = (
+        AuditLog,
+        Category,
+        InventoryMovement,
+        Order,
+        OrderItem,
+        OrderStatusHistory,
+        Product,
+        User,
+    )
     names = sorted(connections[using].ops.quote_name(m._meta.db_table) for m in models)
     with connections[using].cursor() as cursor:
         cursor.execute("ANALYZE " + ", ".join(names))

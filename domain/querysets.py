@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from django.contrib.auth.base_user import BaseUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -63,6 +64,10 @@ class UserManager(BaseUserManager["User"]):
         if not email:
             raise ValueError("An email address is required.")
         user = self.model(email=self.normalize_email(email).strip(), **extra)
+        # Checked first so that `createsuperuser` (which shows a ValidationError's message)
+        # reports a taken email in words; the unique index still decides under a race.
+        if self.with_email(user.email).exists():
+            raise ValidationError({"email": "A live user with this email already exists."})
         user.set_password(password)
         user.save(using=self._db)
         return user

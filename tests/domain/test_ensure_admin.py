@@ -73,3 +73,32 @@ def test_default_credentials_file_is_git_ignored():
     path = default_credentials_path()
     gitignore = path.parent / ".gitignore"
     assert path.name in gitignore.read_text(encoding="utf-8").split()
+
+
+def test_creating_and_resetting_the_admin_is_audited_without_the_password(tmp_path):
+    from domain.models import AuditLog
+
+    creds = tmp_path / ".admin-credentials"
+    ensure(creds)
+    admin = User.objects.with_email("admin@example.com").get()
+    entry = AuditLog.objects.get(action="created", entity_type="user")
+    assert entry.entity_id == str(admin.pk)
+    assert entry.actor_repr == "ensure_admin"
+    assert entry.changes["password"] == "[redacted]"
+    ensure(creds)  # reused: nothing written
+    assert AuditLog.objects.count() == 1
+    creds.unlink()
+    password = ensure(creds).split(" / ")[1].split()[0]
+    reset = AuditLog.objects.get(action="updated", entity_id=str(admin.pk))
+    assert password not in str(reset.changes)
+
+
+def test_createsuperuser_with_a_taken_email_explains_itself():
+    from django.core.management.base import CommandError
+
+    User.objects.create_user("taken@example.com", "x")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command(
+            "createsuperuser", "--noinput", "--email", "TAKEN@example.com", stdout=StringIO()
+        )
+    assert User.objects.count() == 1

@@ -8,6 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 
 from domain.models import (
     Category,
@@ -203,3 +205,53 @@ def test_seed_never_oversells_when_stock_runs_out():
 def test_seed_shows_a_progress_bar(capsys):
     call_command("seed_demo", stdout=StringIO(), **(SMALL | {"orders": 5}))
     assert "seed_demo" in capsys.readouterr().err
+
+
+def test_seed_writes_an_audit_trail_dated_like_the_data():
+    from domain.models import AuditLog
+
+    seed()
+    created = dict(
+        AuditLog.objects.filter(action="created")
+        .values_list("entity_type")
+        .annotate(n=Count("id"))
+        .values_list("entity_type", "n")
+    )
+    assert created == {"user": 12, "category": 6, "product": 30, "order": 40}
+    transitions = OrderStatusHistory.objects.exclude(from_status=None).count()
+    assert AuditLog.objects.filter(action="status_changed").count() == transitions
+    deleted = User.all_objects.exclude(deleted_at=None).count()
+    deleted += Product.all_objects.exclude(deleted_at=None).count()
+    assert AuditLog.objects.filter(action="soft_deleted").count() == deleted
+    assert set(AuditLog.objects.values_list("actor_repr", flat=True)) == {"seed_demo"}
+    order = Order.objects.filter(status="shipped").first()
+    assert order is not None
+    steps = AuditLog.objects.filter(entity_id=str(order.pk), action="status_changed")
+    assert [s.changes["status"]["new"] for s in steps.order_by("occurred_at")] == [
+        "paid",
+        "shipped",
+    ]
+    last = steps.order_by("occurred_at").last()
+    assert last is not None
+    assert last.changes["version"]["new"] == order.version
+    product = Product.all_objects.order_by("sku").first()
+    assert product is not None
+    entry = AuditLog.objects.get(entity_id=str(product.pk), action="created")
+    assert entry.occurred_at == product.created_at
+
+
+def test_seed_audit_rows_go_in_one_insert_per_batch():
+    from domain.demo import BATCH_SIZE
+    from domain.models import AuditLog
+
+    with CaptureQueriesContext(connection) as ctx:
+        seed()
+    inserts = [q["sql"] for q in ctx.captured_queries if 'INSERT INTO "audit_logs"' in q["sql"]]
+    assert len(inserts) == -(-AuditLog.objects.count() // BATCH_SIZE)
+
+
+def test_seed_prints_no_slow_query_warnings(caplog, settings):
+    settings.REPOSITORIES = settings.REPOSITORIES | {"SLOW_QUERY_MS": 0}
+    with caplog.at_level("WARNING", logger="repositories.queries"):
+        seed()
+    assert not [r for r in caplog.records if r.name == "repositories.queries"]

@@ -3,6 +3,8 @@
 The password is random and kept in `.admin-credentials` (git-ignored) next to manage.py, so
 every run prints the same login. When that file is lost, the password is reset and the file
 rewritten; when the user exists but cannot log in with the stored password, likewise.
+Creating the user or resetting its password writes an audit-log row (actor: ensure_admin),
+as a repository write would; the password itself is never stored there.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from domain.models import User
+from domain.models import AuditLog, User
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
+REDACTED = "[redacted]"
 
 
 def default_credentials_path() -> Path:
@@ -44,6 +47,17 @@ def write_password(path: Path, email: str, password: str) -> None:
     path.chmod(0o600)
 
 
+def audit(user: User, action: str, changes: dict[str, object]) -> None:
+    """Record what this command did to the admin user in the audit log."""
+    AuditLog.objects.create(
+        actor_repr="ensure_admin",
+        action=action,
+        entity_type="user",
+        entity_id=str(user.pk),
+        changes=changes,
+    )
+
+
 class Command(BaseCommand):
     help = "Create the admin superuser (once) and print its login and the admin URL."
 
@@ -64,13 +78,16 @@ class Command(BaseCommand):
             user = User.objects.with_email(email).select_for_update().first()
             if user is None:
                 password = password or secrets.token_urlsafe(18)
-                User.objects.create_superuser(email, password)
+                user = User.objects.create_superuser(email, password)
+                fields = {"email": user.email, "is_staff": True, "is_superuser": True}
+                audit(user, "created", fields | {"password": REDACTED})
                 action = "Created"
             elif password is None or not user.check_password(password):
                 password = secrets.token_urlsafe(18)
                 user.set_password(password)
                 user.is_active = user.is_staff = user.is_superuser = True
                 user.save(update_fields=["password", "is_active", "is_staff", "is_superuser"])
+                audit(user, "updated", {"password": {"old": REDACTED, "new": REDACTED}})
                 action = "Reset the password of"
             else:
                 action = "Reusing"

@@ -5,7 +5,10 @@ See domain.demo for what is written and the invariants kept.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -13,8 +16,38 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 from django.utils import timezone
 
-from domain.demo import DemoBuilder, analyze, demo_rows_present, insert
+from domain.demo import (
+    DemoBuilder,
+    analyze,
+    audit_trail,
+    demo_rows_present,
+    insert,
+    insert_audit,
+)
 from domain.progress import progress_bar
+
+#: The logger of the repository layer's slow-query warnings (named, not imported: domain
+#: imports nothing from repositories).
+SLOW_QUERY_LOGGER = "repositories.queries"
+
+
+class _BulkLoadFilter(logging.Filter):
+    """Drop slow-query records: a bulk load's multi-row INSERTs are slow by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("slow query")
+
+
+@contextmanager
+def quiet_slow_queries() -> Iterator[None]:
+    """Keep the slow-query log out of the seeding output (other warnings still show)."""
+    logger = logging.getLogger(SLOW_QUERY_LOGGER)
+    quiet = _BulkLoadFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 class Command(BaseCommand):
@@ -34,7 +67,7 @@ class Command(BaseCommand):
         sizes = {k: options[k] for k in ("users", "categories", "products", "orders")}
         if any(v < 0 for v in sizes.values()):
             raise CommandError("Sizes must be zero or more.")
-        with transaction.atomic(using=using):
+        with quiet_slow_queries(), transaction.atomic(using=using):
             # Concurrent runs (two `make run`s) queue here; the second then sees the data.
             with connections[using].cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('seed_demo'))")
@@ -56,9 +89,15 @@ class Command(BaseCommand):
                 for label, rows in data.tables():
                     progress.set_postfix_str(label)
                     insert(rows, using, progress)
-        analyze(using)
+                trail = audit_trail(data)
+                progress.total += len(trail)
+                progress.set_postfix_str("audit log")
+                insert_audit(trail, using, progress)
+        with quiet_slow_queries():
+            analyze(using)
         self.stdout.write(
             f"Seeded {len(data.users)} users, {len(data.categories)} categories, "
             f"{len(data.products)} products, {len(data.orders)} orders "
-            f"({len(data.items)} items, {len(data.movements)} inventory movements)."
+            f"({len(data.items)} items, {len(data.movements)} inventory movements, "
+            f"{len(trail)} audit log entries)."
         )

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= full
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-faults lint format bench schema-doc clean-data
+.PHONY: run stop clean-data test test-faults test-browser lint format bench schema-doc
 
 $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,23 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py ensure_admin
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
 
+# Stop the embedded PostgreSQL that `make run` and `make test` start when DATABASE_URL is
+# unset (it keeps running between commands); the next command starts it again.
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m config.embedded_db stop; \
+	else echo "The embedded PostgreSQL is not running (no $(VENV) yet)."; fi
+
+# Stop the embedded PostgreSQL and delete its data (.data/): the next `make run` starts
+# from an empty database. A database named by DATABASE_URL is never touched.
+clean-data: stop
+	rm -rf .data
+	@echo "Removed .data/ (the embedded PostgreSQL's data)."
+
 # The suite, then the commerce app in projects with another AUTH_USER_MODEL, each with
 # its own settings and test database: Django's auth.User (tests/auth_user_project) and a
 # project's own model (tests/custom_user_project). Coverage adds up; the last run reports.
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults" --cov --cov-report=
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults and not browser" --cov --cov-report=
 	$(BIN)/pytest --ds tests.custom_user_project.settings tests/custom_user_project \
 		--cov --cov-append --cov-report=
 	$(BIN)/pytest --ds tests.auth_user_project.settings tests/auth_user_project \
@@ -36,6 +48,12 @@ test: $(STAMP)
 # /usr/lib/postgresql/15/bin) and remove. Prints its figures; see docs/reliability.md.
 test-faults: $(STAMP)
 	FAULTS_REQUIRED=1 $(BIN)/pytest -m faults tests/faults -s
+
+# End-to-end tests of the admin in headless Chromium (tests/browser, marker `browser`; not
+# part of `test`): Debian's `chromium` package (`apt-get install chromium`; CHROMIUM=path
+# for another binary) driven by Playwright. Screenshots of failures go to .test-output/.
+test-browser: $(STAMP)
+	BROWSER_REQUIRED=1 $(BIN)/pytest -m browser tests/browser
 
 # squawk, the migration SQL linter, pinned by package-lock.json (Node 20+ and npm).
 NODE_STAMP := node_modules/.installed

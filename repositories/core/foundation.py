@@ -15,7 +15,7 @@ from repositories.core.keys import parse_key
 from repositories.core.pagination import SortKey
 from repositories.core.spec import ModelSpec, build_spec, parse_order
 
-__all__ = ["ModelT", "RepositoryFoundation", "first_row"]
+__all__ = ["ModelT", "RepositoryFoundation", "first_row", "hides_deleted"]
 
 ModelT = TypeVar("ModelT", bound=models.Model)
 
@@ -24,6 +24,29 @@ def first_row(queryset: QuerySet[ModelT]) -> ModelT | None:
     """Return the first row of an unordered queryset (LIMIT 1), or None."""
     rows = list(queryset[:1])
     return rows[0] if rows else None
+
+
+def hides_deleted(queryset: QuerySet[Any], field: str) -> bool:
+    """Whether `queryset` already keeps only rows whose `field` IS NULL (the usual live
+    manager), so the repository does not add the same condition twice.
+
+    Reads the top-level conditions of `queryset.query.where` (Django's WhereNode of
+    lookups): an `isnull=True` lookup on that field, joined by AND.
+    """
+    where = queryset.query.where
+    if where.connector != "AND" or where.negated:
+        return False
+    for child in where.children:
+        lhs = getattr(child, "lhs", None)
+        target = getattr(lhs, "target", None)
+        if (
+            getattr(child, "lookup_name", None) == "isnull"
+            and getattr(child, "rhs", None) is True
+            and getattr(target, "name", None) == field
+            and getattr(lhs, "alias", None) == queryset.model._meta.db_table
+        ):
+            return True
+    return False
 
 
 class RepositoryFoundation(Generic[ModelT]):
@@ -77,6 +100,10 @@ class RepositoryFoundation(Generic[ModelT]):
         if include_deleted and self._spec.soft_deletable:
             manager = getattr(self.model, "all_objects", None) or self.model._base_manager
         queryset: QuerySet[ModelT] = manager.using(self.using)
+        field = self._spec.soft_delete_field
+        if field and not include_deleted and not hides_deleted(queryset, field):
+            # The model's default manager shows deleted rows: the repository hides them.
+            queryset = queryset.filter(**{f"{field}__isnull": True})
         if self.select_related:
             queryset = queryset.select_related(*self.select_related)
         if self.prefetch_related:

@@ -6,7 +6,7 @@ from django_filters import filters
 
 from repositories.core.base import BaseRepository
 from repositories.core.filters import StrictFilterSet
-from tests.example_app.models import Document, Note
+from tests.example_app.models import Document, Note, PlainDocument
 
 
 class NoteFilterSet(StrictFilterSet):
@@ -39,3 +39,13 @@ class DocumentRepository(BaseRepository[Document]):
     version_field = "revision"
     updated_at_field = "modified"
     audit = True
+
+
+class PlainDocumentRepository(BaseRepository[PlainDocument]):
+    """Documents of a model whose default manager does not hide removed rows."""
+
+    model = PlainDocument
+    sortable_fields = ("title",)
+    soft_delete_field = "removed_at"
+    version_field = "revision"
+    updated_at_field = "modified"

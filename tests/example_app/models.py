@@ -93,7 +93,7 @@ class PlainDocument(Document):
     """Documents through a default manager that shows removed ones too: the repository
     must hide them itself (its `soft_delete_field`)."""
 
-    objects: ClassVar[models.Manager[PlainDocument]] = models.Manager()  # type: ignore[assignment]
+    objects = models.Manager()  # type: ignore[assignment]
 
     class Meta:
         proxy = True

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 import django_filters as filters
 
 from domain.models import AuditLog
+from repositories.core.arguments import unstorable_value
 from repositories.core.base import BaseRepository
 from repositories.core.error_mapping import translate_errors
 from repositories.core.filters import StrictFilterSet
@@ -61,11 +62,17 @@ class AuditLogRepository(BaseRepository[AuditLog]):
             raise InvalidQueryError({"entity_id": ["Enter the entity's key."]})
         if isinstance(entity_id, Sequence) and not isinstance(entity_id, str):
             raise InvalidQueryError({"entity_id": ["Enter the entity's key."]})
+        key = str(entity_id)
+        # The boundary leaves *_id arguments to the method: refuse a key holding a lone
+        # surrogate or a NUL here, before the driver fails to encode it.
+        unstorable = unstorable_value(key)
+        if unstorable is not None:
+            raise InvalidQueryError({"entity_id": [unstorable[1]]})
         with translate_errors(AuditLog, using=self.using):
             return list(
                 AuditLog.objects.using(self.using)
                 .select_related("actor")
-                .filter(entity_type=entity_type, entity_id=str(entity_id))
+                .filter(entity_type=entity_type, entity_id=key)
                 .order_by("occurred_at", "id")
             )
 

@@ -91,10 +91,6 @@ HOSTILE_LABELS = [label for label, _ in HOSTILE]
 #: Combinations (class, method, argument path, hostile label) that still let a raw
 #: exception through, with the reason; each runs as a strict xfail (test_known_gap).
 KNOWN_GAPS: dict[tuple[str, str, str, str], str] = {
-    ("AuditLogRepository", "for_entity", "entity_id", "surrogate"): (
-        "for_entity sends an entity_id with a lone surrogate to the driver: raw "
-        "UnicodeEncodeError (the boundary leaves *_id parameters to the method)"
-    ),
     ("SessionRepository", "suspicious_users", "window", "max-timedelta"): (
         "suspicious_users computes now - window: raw OverflowError for a window reaching "
         "before year 1"
@@ -369,7 +365,7 @@ def test_text_fields_refuse_what_is_not_a_string_instead_of_storing_its_str():
     user = UserFactory.create(first_name="Ada")
     repository = ProductRepository()
     for value in NOT_TEXT:
-        writes = {
+        writes: dict[str, Call] = {
             "create": partial(repository.create, {"sku": "T-1", "name": value, "price": "1.00"}),
             "create_many": partial(
                 repository.create_many, [{"sku": "T-2", "name": value, "price": "1.00"}]

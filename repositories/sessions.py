@@ -7,7 +7,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import django_filters as filters
@@ -49,6 +49,8 @@ _ENTITY = entity_type_of(UserSession)
 _MIN_TTL = timedelta(seconds=1)
 #: Longest session lifetime: far beyond any real session, far below datetime overflow.
 _MAX_TTL = timedelta(days=3650)
+#: The earliest instant a window may reach back to (Python's datetime.min).
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 # Audit rows never hold the token hash (nor, of course, the token).
 _AUDITED_FIELDS = tuple(
     f.attname for f in UserSession._meta.concrete_fields if f.name != "token_hash"
@@ -325,7 +327,11 @@ class SessionRepository(BaseRepository[UserSession]):
             or min_distinct_ips < 1
         ):
             raise ValidationError({"min_distinct_ips": ["Enter a whole number of at least 1."]})
-        since = timezone.now() - window
+        now = timezone.now()
+        if window > now - _EARLIEST:
+            # now - window would raise OverflowError before year 1.
+            raise ValidationError({"window": ["Enter a window that starts after year 1."]})
+        since = now - window
         email_field = get_user_model().get_email_field_name()
         email = F(f"user__{email_field}") if user_field(email_field) is not None else Value("")
         with translate_errors(UserSession, using=self.using):

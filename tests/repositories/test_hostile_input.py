@@ -90,12 +90,7 @@ HOSTILE_LABELS = [label for label, _ in HOSTILE]
 
 #: Combinations (class, method, argument path, hostile label) that still let a raw
 #: exception through, with the reason; each runs as a strict xfail (test_known_gap).
-KNOWN_GAPS: dict[tuple[str, str, str, str], str] = {
-    ("SessionRepository", "suspicious_users", "window", "max-timedelta"): (
-        "suspicious_users computes now - window: raw OverflowError for a window reaching "
-        "before year 1"
-    ),
-}
+KNOWN_GAPS: dict[tuple[str, str, str, str], str] = {}
 
 
 # --- the cases -----------------------------------------------------------------------------

@@ -800,3 +800,51 @@ def test_product_page_links_to_the_stock_page(admin_client):
     product = ProductFactory.create()
     page = admin_client.get_object_page(Product, url(Product, "change", product.pk))
     assert stock_url(product).replace("&", "&amp;") in page.content.decode()
+
+
+def test_restocking_several_products_reports_one_summary(admin_client):
+    products = [ProductFactory.with_stock(1), ProductFactory.with_stock(2)]
+    response = admin_client.post(
+        stock_url(*products), {"reason": "adjustment", "quantity": "3"}, follow=True
+    )
+    assert "Stock +3 (adjustment) on 2 products." in messages_of(response)
+    assert sorted(Product.objects.values_list("stock_quantity", flat=True)) == [4, 5]
+
+
+def test_stock_page_takes_at_most_a_hundred_products(admin_client):
+    from repositories.admin.catalog import MAX_STOCK_ROWS
+
+    ProductFactory.create_batch(MAX_STOCK_ROWS + 1)
+    keys = [str(pk) for pk in Product.objects.values_list("pk", flat=True)]
+    response = admin_client.post(
+        url(Product, "changelist"),
+        {"action": "adjust_stock_selected", "_selected_action": keys},
+        follow=True,
+    )
+    assert any(f"at most {MAX_STOCK_ROWS}" in t for t in messages_of(response))
+
+
+def test_stock_page_needs_the_change_product_permission():
+    staff = UserFactory.create(is_staff=True)
+    client = PerRequestZealClient()
+    with zeal_ignore():
+        client.force_login(staff)
+    product = ProductFactory.create()
+    assert client.get(stock_url(product)).status_code == 403
+
+
+def test_order_button_for_an_unknown_order_is_a_message(admin_client):
+    transition = reverse("admin:domain_order_transition", args=["no-such-order"])
+    response = admin_client.post(transition, {"to_status": "paid"}, follow=True)
+    assert response.status_code == 200
+    assert any("does not exist" in t for t in messages_of(response))
+
+
+def test_audit_entries_of_unregistered_types_show_their_plain_id(admin_client):
+    from repositories.admin.system import _entity_label
+
+    AuditLogFactory.create(entity_type="gadget", entity_id="g-1")
+    content = admin_client.get(url(AuditLog, "changelist")).content.decode()
+    assert "g-1" in content
+    assert _entity_label("gadget") == "gadget"
+    assert _entity_label("systemconfig") == "System configuration entry"

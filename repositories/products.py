@@ -106,8 +106,15 @@ class ProductRepository(BaseRepository[Product]):
 
         Products are sorted by name, then id, with their category loaded. The subtree
         is a recursive CTE inside the same query; a deleted category hides its subtree.
-        An unknown, deleted or malformed category gives an empty list.
+        An unknown, deleted or malformed category gives an empty list; a flag that is not
+        a bool raises InvalidQueryError (the string "false" is not false).
         """
+        for name, flag in (
+            ("include_descendants", include_descendants),
+            ("include_inactive", include_inactive),
+        ):
+            if not isinstance(flag, bool):
+                raise InvalidQueryError({name: ["Enter true or false."]})
         key = parse_uuid(category_id)
         if key is None:
             return []

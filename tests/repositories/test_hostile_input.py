@@ -36,7 +36,7 @@ from django.utils.safestring import SafeString
 
 from domain.models import Product
 from repositories import ProductRepository
-from repositories.errors import RepositoryError, ValidationError
+from repositories.errors import InvalidQueryError, RepositoryError, ValidationError
 from repositories.users import UserRepository
 from tests.factories import ProductFactory, UserFactory
 from tests.repositories.repository_calls import (
@@ -379,3 +379,16 @@ def test_text_fields_refuse_what_is_not_a_string_instead_of_storing_its_str():
     assert not Product.all_objects.filter(sku__startswith="T-").exists()
     # A str subclass is a string.
     assert repository.update(product.pk, {"name": SafeString("Oak")}).name == "Oak"
+
+
+@pytest.mark.django_db
+def test_in_category_flags_take_only_booleans():
+    """Flags are not read by truthiness: the string "false" would include descendants."""
+    product = ProductFactory.create()
+    in_category: Callable[..., Any] = ProductRepository().in_category  # hostile on purpose
+    for flag in ("include_descendants", "include_inactive"):
+        for value in ("false", 0, 1, None, [], object()):
+            with pytest.raises(InvalidQueryError) as excinfo:
+                in_category(product.category_id, **{flag: value})
+            assert excinfo.value.errors == {flag: ["Enter true or false."]}
+    assert in_category(product.category_id, False, include_inactive=True) == [product]

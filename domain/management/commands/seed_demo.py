@@ -16,14 +16,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 from django.utils import timezone
 
-from domain.demo import (
-    DemoBuilder,
-    analyze,
-    audit_trail,
-    demo_rows_present,
-    insert,
-    insert_audit,
-)
+from domain.demo import DemoBuilder, analyze, demo_rows_present, insert
+from domain.demo_audit import audit_trail, insert_audit
 from domain.progress import progress_bar
 
 #: The logger of the repository layer's slow-query warnings (named, not imported: domain

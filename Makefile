@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= full
 PYTEST_WORKERS ?= 2
 
-.PHONY: run stop clean-data test test-faults test-browser lint format bench schema-doc
+.PHONY: run stop clean-data test test-faults test-scaling test-browser lint format bench schema-doc
 
 $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ clean-data: stop
 # its own settings and test database: Django's auth.User (tests/auth_user_project) and a
 # project's own model (tests/custom_user_project). Coverage adds up; the last run reports.
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults and not browser" --cov --cov-report=
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not faults and not browser and not scaling" --cov --cov-report=
 	$(BIN)/pytest --ds tests.custom_user_project.settings tests/custom_user_project \
 		--cov --cov-append --cov-report=
 	$(BIN)/pytest --ds tests.auth_user_project.settings tests/auth_user_project \
@@ -48,6 +48,12 @@ test: $(STAMP)
 # /usr/lib/postgresql/15/bin) and remove. Prints its figures; see docs/reliability.md.
 test-faults: $(STAMP)
 	FAULTS_REQUIRED=1 $(BIN)/pytest -m faults tests/faults -s
+
+# Read replicas (tests/scaling, marker `scaling`; not part of `test`): a throwaway primary
+# and a `pg_basebackup -R` streaming replica of it (tests/faults/cluster.py's servers),
+# routed to; prints its figures; see docs/scaling.md.
+test-scaling: $(STAMP)
+	SCALING_REQUIRED=1 $(BIN)/pytest -m scaling tests/scaling
 
 # End-to-end tests of the admin in headless Chromium (tests/browser, marker `browser`; not
 # part of `test`): Debian's `chromium` package (`apt-get install chromium`; CHROMIUM=path

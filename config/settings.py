@@ -200,3 +200,32 @@ LOGGING = {
         "repositories.queries": {"handlers": ["console"], "level": "WARNING"},
     },
 }
+
+# --- Read replicas (opt-in) -----------------------------------------------------------
+# DATABASE_REPLICA_URLS: comma-separated URLs of streaming replicas of the primary. Each
+# becomes an alias replica_0, replica_1, ... with the primary's settings but a short
+# connect timeout and pool timeout (a stopped replica is skipped in seconds, not after
+# the pool's timeout); reads outside a transaction go to a healthy one (see
+# repositories.core.routing and docs/scaling.md). Unset: one database, no router.
+_replica_urls = env_list("DATABASE_REPLICA_URLS")
+for _index, _replica_url in enumerate(_replica_urls):
+    _replica: dict[str, Any] = {**_database, **dj_database_url.parse(_replica_url)}
+    _replica_options = {**_database_options, **_replica.get("OPTIONS", {})}
+    _replica_options["connect_timeout"] = env_int("DB_REPLICA_CONNECT_TIMEOUT", 1)
+    if "pool" in _replica_options:
+        _replica_options["pool"] = {
+            **_replica_options["pool"],
+            "min_size": 0,
+            "timeout": env_int("DB_REPLICA_POOL_TIMEOUT", 2),
+        }
+    _replica["OPTIONS"] = _replica_options
+    _replica["TEST"] = {"MIRROR": "default"}  # tests read the primary's test database
+    DATABASES[f"replica_{_index}"] = _replica
+if _replica_urls:
+    DATABASE_ROUTERS = ["repositories.core.routing.ReplicaRouter"]
+    REPOSITORIES["READ_REPLICAS"] = [f"replica_{i}" for i in range(len(_replica_urls))]
+    REPOSITORIES["REPLICA_MAX_LAG_SECONDS"] = env_int("DB_REPLICA_MAX_LAG_SECONDS", 5)
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("repositories.middleware.AuditContextMiddleware"),
+        "repositories.core.routing.ConsistencyScopeMiddleware",
+    )

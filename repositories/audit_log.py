@@ -45,6 +45,7 @@ class AuditLogRepository(BaseRepository[AuditLog]):
     """
 
     model = AuditLog
+    read_methods = BaseRepository.read_methods | {"for_entity", "by_actor"}
     audit = True
     filterset_class = AuditLogFilterSet
     sortable_fields = ("occurred_at",)

@@ -95,6 +95,7 @@ class CategoryRepository(BaseRepository[Category]):
     """Read and write categories; a tree without cycles. Deleted ones are invisible."""
 
     model = Category
+    read_methods = BaseRepository.read_methods | {"walk", "tree", "descendants"}
     audit = True
     filterset_class = CategoryFilterSet
     sortable_fields = ("name", "slug", "created_at")

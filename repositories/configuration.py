@@ -77,6 +77,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     """
 
     model = SystemConfig
+    read_methods = BaseRepository.read_methods | {"all"}
     audit = True
     audit_inputs = ("key",)
     filterset_class = SystemConfigFilterSet

@@ -64,6 +64,13 @@ class ProductRepository(BaseRepository[Product]):
     """
 
     model = Product
+    read_methods = BaseRepository.read_methods | {
+        "find_by_sku",
+        "in_category",
+        "search",
+        "low_stock",
+        "stock_ledger",
+    }
     audit = True
     lookup_methods = BaseRepository.lookup_methods | {"find_by_sku"}
     filterset_class = ProductFilterSet

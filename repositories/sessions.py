@@ -120,6 +120,7 @@ class SessionRepository(BaseRepository[UserSession]):
     """
 
     model = UserSession
+    read_methods = BaseRepository.read_methods | {"active_for_user", "suspicious_users"}
     audit = True
     lookup_methods = BaseRepository.lookup_methods | {"validate"}
     filterset_class = UserSessionFilterSet

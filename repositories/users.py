@@ -86,6 +86,7 @@ class UserRepository(BaseRepository[User]):
     """
 
     model = UserModel
+    read_methods = BaseRepository.read_methods | {"find_by_email", "find_active_users"}
     audit = True
     lookup_methods = BaseRepository.lookup_methods | {"find_by_email"}
     filterset_class = UserFilterSet

@@ -10,8 +10,16 @@ from typing import Any, TypeVar, cast
 
 from repositories.core.arguments import argument_path, unstorable_value
 from repositories.core.error_mapping import translate_errors
-from repositories.core.errors import InvalidQueryError, ValidationError
+from repositories.core.errors import DatabaseUnavailableError, InvalidQueryError, ValidationError
 from repositories.core.instrumentation import query_label
+from repositories.core.routing import (
+    PRIMARY,
+    call_alias,
+    current_call_alias,
+    mark_down,
+    replicas,
+    routed_call,
+)
 
 __all__ = ["label_methods"]
 
@@ -26,15 +34,31 @@ def _labelled(func: FuncT, name: str) -> FuncT:
     any database error it lets through becomes a RepositoryError (the connection is
     discarded when it broke), so no public method can leak a raw driver error."""
 
-    @functools.wraps(func)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if (args or kwargs) and _refuse_unstorable(self, func, name, args, kwargs):
-            return None
+    def run(self: Any, args: Any, kwargs: Any) -> Any:
         with (
             query_label(f"{type(self).__name__}.{name}"),
             translate_errors(self.model, using=self.using),
         ):
             return func(self, *args, **kwargs)
+
+    @functools.wraps(func)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (args or kwargs) and _refuse_unstorable(self, func, name, args, kwargs):
+            return None
+        if not (getattr(self, "routed", False) and replicas()):
+            return run(self, args, kwargs)
+        outermost = current_call_alias() is None
+        alias = call_alias(writes=name not in self.read_methods)
+        try:
+            with routed_call(alias):
+                return run(self, args, kwargs)
+        except DatabaseUnavailableError as exc:
+            if alias == PRIMARY or not outermost:
+                raise
+            # A read only: run it again on the primary, and skip the replica for a while.
+            mark_down(alias, str(exc))
+        with routed_call(PRIMARY):
+            return run(self, args, kwargs)
 
     wrapper.__repository_labelled__ = True  # type: ignore[attr-defined]
     return cast(FuncT, wrapper)

@@ -19,23 +19,48 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "SESSION_TTL_SECONDS": 14 * 24 * 3600,  # default lifetime of a user session
         "CONFIG_CACHE_SECONDS": 300,  # SystemConfigRepository.get cache lifetime; 0: no cache
         "AUDIT_MODEL": "domain.AuditLog",  # "app_label.Model" audited repositories write to
+        "READ_REPLICAS": (),  # aliases of streaming replicas reads may go to (routing.py)
+        "REPLICA_MAX_LAG_SECONDS": 5,  # a replica further behind than this is skipped
+        "REPLICA_HEALTH_SECONDS": 5,  # how long a replica's health (up, lag) is trusted
+        "READ_YOUR_WRITES_WAIT_MS": 0,  # wait this long for a replica to replay a write
+        "TRANSACTION_POOLING": False,  # behind PgBouncer (transaction mode): refuse session state
     }
 )
 
 # The smallest accepted value of each numeric key.
 _MINIMUM: Final[Mapping[str, int]] = MappingProxyType(
-    {"SLOW_QUERY_MS": 0, "MAX_PAGE_SIZE": 1, "SESSION_TTL_SECONDS": 1, "CONFIG_CACHE_SECONDS": 0}
+    {
+        "SLOW_QUERY_MS": 0,
+        "MAX_PAGE_SIZE": 1,
+        "SESSION_TTL_SECONDS": 1,
+        "CONFIG_CACHE_SECONDS": 0,
+        "REPLICA_MAX_LAG_SECONDS": 0,
+        "REPLICA_HEALTH_SECONDS": 0,
+        "READ_YOUR_WRITES_WAIT_MS": 0,
+    }
+)
+#: Numeric keys that take fractions (the others are whole numbers).
+_FRACTIONAL: Final = frozenset(
+    {"SLOW_QUERY_MS", "REPLICA_MAX_LAG_SECONDS", "REPLICA_HEALTH_SECONDS"}
 )
 
 
 @overload
-def setting(name: Literal["SLOW_QUERY_MS"]) -> float: ...
+def setting(
+    name: Literal["SLOW_QUERY_MS", "REPLICA_MAX_LAG_SECONDS", "REPLICA_HEALTH_SECONDS"],
+) -> float: ...
 @overload
 def setting(
-    name: Literal["MAX_PAGE_SIZE", "SESSION_TTL_SECONDS", "CONFIG_CACHE_SECONDS"],
+    name: Literal[
+        "MAX_PAGE_SIZE", "SESSION_TTL_SECONDS", "CONFIG_CACHE_SECONDS", "READ_YOUR_WRITES_WAIT_MS"
+    ],
 ) -> int: ...
 @overload
+def setting(name: Literal["READ_REPLICAS"]) -> tuple[str, ...]: ...
+@overload
 def setting(name: Literal["CURSOR_SECRET", "AUDIT_MODEL"]) -> str: ...
+@overload
+def setting(name: Literal["TRANSACTION_POOLING"]) -> bool: ...
 def setting(name: str) -> Any:
     """Return `settings.REPOSITORIES[name]`, or its default when the project leaves it out.
 
@@ -62,18 +87,29 @@ def setting(name: str) -> Any:
 
 
 _TEXT = frozenset({"CURSOR_SECRET", "AUDIT_MODEL"})
+_FLAGS = frozenset({"TRANSACTION_POOLING"})
 
 
 def _checked(name: str, value: object) -> Any:
+    if name == "READ_REPLICAS":
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise ImproperlyConfigured(f'REPOSITORIES["{name}"] must be a list of aliases.')
+        if not all(isinstance(alias, str) and alias for alias in value):
+            raise ImproperlyConfigured(f'REPOSITORIES["{name}"] must hold alias names.')
+        return tuple(value)
     if name in _TEXT:
         if not isinstance(value, str):
             raise ImproperlyConfigured(f'REPOSITORIES["{name}"] must be a string.')
         return value
+    if name in _FLAGS:
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(f'REPOSITORIES["{name}"] must be True or False.')
+        return value
     minimum = _MINIMUM[name]
-    numeric = int | float if name == "SLOW_QUERY_MS" else int
+    numeric = int | float if name in _FRACTIONAL else int
     # `not value >= minimum` also refuses NaN, which compares false with everything.
     if isinstance(value, bool) or not isinstance(value, numeric) or not value >= minimum:
-        kind = "a number" if name == "SLOW_QUERY_MS" else "a whole number"
+        kind = "a number" if name in _FRACTIONAL else "a whole number"
         raise ImproperlyConfigured(
             f'REPOSITORIES["{name}"] must be {kind} of at least {minimum}, not {value!r}.'
         )

@@ -13,6 +13,7 @@ from repositories.core.errors import InvalidQueryError, NotFoundError
 from repositories.core.filters import StrictFilterSet
 from repositories.core.keys import parse_key
 from repositories.core.pagination import SortKey
+from repositories.core.routing import current_call_alias
 from repositories.core.spec import ModelSpec, build_spec, parse_order
 
 __all__ = ["ModelT", "RepositoryFoundation", "first_row", "hides_deleted"]
@@ -68,6 +69,20 @@ class RepositoryFoundation(Generic[ModelT]):
     #: Public methods that answer None (not an error) for a key or text that cannot
     #: exist in the database, such as one holding a NUL character.
     lookup_methods: ClassVar[frozenset[str]] = frozenset({"find_by_id"})
+    #: Public methods that only read: with READ_REPLICAS set they may run on a replica.
+    #: Every other public method runs on the primary (it writes, or may).
+    read_methods: ClassVar[frozenset[str]] = frozenset(
+        {
+            "find_by_id",
+            "get_by_id",
+            "find_many",
+            "find_first",
+            "count",
+            "exists",
+            "paginate",
+            "paginate_cursor",
+        }
+    )
 
     #: Bookkeeping columns, each used only when the model has it (soft delete by
     #: `soft_delete_field`, optimistic locking by `version_field`).
@@ -85,14 +100,29 @@ class RepositoryFoundation(Generic[ModelT]):
         cls._spec_cache = None
         label_methods(cls)
 
-    def __init__(self, *, using: str = DEFAULT_DB_ALIAS) -> None:
-        self.using = using
+    def __init__(self, *, using: str | None = None) -> None:
+        # None: routed (repositories.core.routing) when READ_REPLICAS is set, else the
+        # default alias; an alias given here is used for every query, reads included.
+        self._alias = using
         cls = type(self)
         spec = cls.__dict__.get("_spec_cache")
         if spec is None:
             spec = build_spec(cls)
             cls._spec_cache = spec
         self._spec: ModelSpec = spec
+
+    @property
+    def using(self) -> str:
+        """Return the alias this repository's queries run on now: the one it was built
+        with, else the one routing chose for the public method running (else default)."""
+        if self._alias is not None:
+            return self._alias
+        return current_call_alias() or DEFAULT_DB_ALIAS
+
+    @property
+    def routed(self) -> bool:
+        """Return whether routing chooses this repository's alias (built without using=)."""
+        return self._alias is None
 
     def get_queryset(self, *, include_deleted: bool = False) -> QuerySet[ModelT]:
         """Return the rows this repository reads: live ones (unless asked) plus preloads."""

@@ -11,6 +11,7 @@ from domain.models import (
     Order,
     OrderStatus,
 )
+from repositories.core.base import BaseRepository
 from repositories.core.filters import StrictFilterSet
 from repositories.errors import (
     ValidationError,
@@ -44,6 +45,14 @@ class OrderRepository(OrderReads, OrderPlacing, OrderStatusChanges, OrderAnalyti
     """Place, read, move through statuses and analyse orders. Orders are never deleted."""
 
     model = Order
+    read_methods = BaseRepository.read_methods | {
+        "get_with_items",
+        "history_for_user",
+        "revenue_by_period",
+        "top_products",
+        "average_order_value",
+        "status_breakdown",
+    }
     audit = True
     filterset_class = OrderFilterSet
     sortable_fields = ("placed_at", "total", "status", "created_at", "number")

@@ -36,6 +36,11 @@ def test_defaults_are_the_documented_values():
         "SESSION_TTL_SECONDS": 14 * 24 * 3600,
         "CONFIG_CACHE_SECONDS": 300,
         "AUDIT_MODEL": "domain.AuditLog",
+        "READ_REPLICAS": (),
+        "REPLICA_MAX_LAG_SECONDS": 5,
+        "REPLICA_HEALTH_SECONDS": 5,
+        "READ_YOUR_WRITES_WAIT_MS": 0,
+        "TRANSACTION_POOLING": False,
     }
 
 
@@ -88,6 +93,10 @@ def test_setting_raises_improperly_configured_when_repositories_is_not_a_dict(se
         ("SLOW_QUERY_MS", "200"),
         ("CURSOR_SECRET", None),
         ("CURSOR_SECRET", b"key"),
+        ("READ_REPLICAS", "replica_0"),
+        ("READ_REPLICAS", [""]),
+        ("REPLICA_MAX_LAG_SECONDS", -1),
+        ("TRANSACTION_POOLING", 1),
     ],
 )
 def test_setting_raises_improperly_configured_for_a_bad_value(settings, name, value):

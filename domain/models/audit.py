@@ -11,7 +11,13 @@ from django.utils import timezone
 
 
 class AuditLog(models.Model):
-    """Who did what to which entity, when. High volume, so a bigint identity key."""
+    """Who did what to which entity, when. High volume, so a bigint identity key.
+
+    The table is partitioned by month on `occurred_at` (migration 0004; partitions kept by
+    `manage.py manage_audit_partitions`, docs/scaling.md). Its primary key is therefore
+    `(id, occurred_at)`: PostgreSQL requires the partition key in every unique constraint.
+    Django's key stays `id`, unique in practice because only the identity assigns it.
+    """
 
     id = models.BigAutoField(primary_key=True)
     occurred_at = models.DateTimeField(default=timezone.now, db_default=Now())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -14,6 +12,13 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from domain.models import SystemConfig
+from repositories.configuration_values import (
+    check_key,
+    check_version,
+    json_value,
+    prepare_entry,
+    well_formed,
+)
 from repositories.core.audit import (
     REDACTED,
     AuditEntry,
@@ -39,8 +44,6 @@ from repositories.errors import (
 )
 
 #: The same rule as the CHECK constraint system_config_key_format.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
-_KEY_MAX_LENGTH = SystemConfig._meta.get_field("key").max_length or 128
 _ENTITY = entity_type_of(SystemConfig)
 _CACHE_PREFIX = "repositories:system_config"
 
@@ -92,7 +95,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         """
         if not isinstance(key, str):
             raise InvalidQueryError({"key": ["Enter a string."]})
-        if not _well_formed(key):
+        if not well_formed(key):
             return default
         if connections[self.using].in_atomic_block:
             found, value = self._load(key)
@@ -116,10 +119,10 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         is checked and written. `description` None keeps the current one.
         Raises ValidationError for a malformed key or a value JSON cannot carry.
         """
-        _check_key(key)
-        stored = _json_value(value)
+        check_key(key)
+        stored = json_value(value)
         if expected_version is not None:
-            _check_version(expected_version)
+            check_version(expected_version)
         if description is not None and not isinstance(description, str):
             raise ValidationError({"description": ["Enter a string."]})
         actor_id = _actor_id()
@@ -178,7 +181,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
 
     def delete(self, key: str) -> None:  # type: ignore[override]
         """Delete the entry under `key` (a key, not an id); NotFoundError when missing."""
-        if not isinstance(key, str) or not _well_formed(key):
+        if not isinstance(key, str) or not well_formed(key):
             raise NotFoundError("SystemConfig", key)
         with translate_errors(SystemConfig, using=self.using), atomic(using=self.using):
             entry = self._locked(key)
@@ -189,7 +192,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
 
     def create(self, data: Mapping[str, Any]) -> SystemConfig:
         """Create an entry from field values (prefer `set`); ConflictError if the key exists."""
-        prepared = _prepare(data)
+        prepared = prepare_entry(data)
         with atomic(using=self.using):
             entry = super().create(prepared)
             self._invalidate_on_commit([entry.key])
@@ -200,7 +203,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     ) -> list[SystemConfig]:
         """Create entries set-based (prefer `set`); invalidates their keys on commit."""
         if isinstance(rows, Iterable) and not isinstance(rows, str | bytes | Mapping):
-            rows = [_prepare(row) for row in rows]
+            rows = [prepare_entry(row) for row in rows]
         with atomic(using=self.using):
             entries = super().create_many(rows, batch_size=batch_size)
             self._invalidate_on_commit([entry.key for entry in entries])
@@ -210,7 +213,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         self, id: object, data: Mapping[str, Any], *, expected_version: int | None = None
     ) -> SystemConfig:
         """Update an entry by id (prefer `set`); keys cannot be renamed."""
-        prepared = _prepare(data, renaming_refused=True)
+        prepared = prepare_entry(data, renaming_refused=True)
         with atomic(using=self.using):
             entry = super().update(id, prepared, expected_version=expected_version)
             self._invalidate_on_commit([entry.key])
@@ -218,7 +221,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
 
     def update_many(self, filters: Mapping[str, Any] | None, data: Mapping[str, Any]) -> int:
         """Update matching entries set-based; invalidates their keys on commit."""
-        prepared = _prepare(data, renaming_refused=True)
+        prepared = prepare_entry(data, renaming_refused=True)
         with atomic(using=self.using):
             keys = self._matching_keys(filters)
             count = super().update_many(filters, prepared)
@@ -298,73 +301,6 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
 
 def _cache_seconds() -> int:
     return setting("CONFIG_CACHE_SECONDS")
-
-
-def _well_formed(key: str) -> bool:
-    return len(key) <= _KEY_MAX_LENGTH and KEY_PATTERN.fullmatch(key) is not None
-
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not _well_formed(key):
-        raise ValidationError(
-            {
-                "key": [
-                    f"Enter 1 to {_KEY_MAX_LENGTH} characters from letters, digits and "
-                    "'_', '.', ':', '-'."
-                ]
-            }
-        )
-
-
-def _check_version(version: object) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValidationError({"expected_version": ["Enter a whole number of at least 1."]})
-
-
-def _json_value(value: Any, path: str = "value") -> Any:
-    """Return `value` as JSON will store it (tuples become lists), or raise ValidationError.
-
-    Only what round-trips unchanged is accepted: no NaN or infinities, no non-string
-    object keys, no dates, decimals, sets or other Python objects.
-    """
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValidationError({"value": [f"{path}: NaN and infinities are not JSON."]})
-        return value
-    if isinstance(value, list | tuple):
-        return [_json_value(item, f"{path}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, dict):
-        result: dict[str, Any] = {}
-        for name, item in value.items():
-            if not isinstance(name, str):
-                raise ValidationError({"value": [f"{path}: object keys must be strings."]})
-            result[name] = _json_value(item, f"{path}.{name}")
-        return result
-    raise ValidationError(
-        {
-            "value": [
-                f"{path}: a {type(value).__name__} is not a JSON value; use "
-                "null, booleans, numbers, strings, lists and objects."
-            ]
-        }
-    )
-
-
-def _prepare(data: Any, *, renaming_refused: bool = False) -> Any:
-    if not isinstance(data, Mapping):
-        return data  # the base class refuses it
-    prepared = dict(data)
-    if "key" in prepared:
-        if renaming_refused:
-            raise ValidationError(
-                {"key": ["Keys cannot be renamed: set() the new key and delete() the old."]}
-            )
-        _check_key(prepared["key"])
-    if "value" in prepared:
-        prepared["value"] = _json_value(prepared["value"])
-    return prepared
 
 
 def _actor_id() -> Any:

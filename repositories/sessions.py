@@ -12,7 +12,6 @@ from typing import Any, NoReturn
 
 import django_filters as filters
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_ipv46_address
 from django.db import connections
 from django.db.models import Count, F, Value
@@ -22,12 +21,12 @@ from django.utils import timezone
 from domain.models import UserSession
 from repositories.core.audit import AuditEntry, entity_type_of, record, snapshot
 from repositories.core.base import BaseRepository
-from repositories.core.conf import setting
 from repositories.core.error_mapping import translate_errors
 from repositories.core.filters import StrictFilterSet
 from repositories.core.keys import parse_uuid
 from repositories.core.transactions import atomic, check_deferred_constraints
 from repositories.errors import NotFoundError, ValidationError
+from repositories.session_values import checked_ip, revoke_reason, session_lifetime
 from repositories.user_model import (
     active_users,
     live_users,
@@ -44,11 +43,7 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 USER_AGENT_MAX_LENGTH = 1024
 # Longer inputs cannot be tokens we issued: rejected before hashing.
 _MAX_TOKEN_LENGTH = 256
-_MAX_REASON_LENGTH = UserSession._meta.get_field("revoked_reason").max_length or 200
 _ENTITY = entity_type_of(UserSession)
-_MIN_TTL = timedelta(seconds=1)
-#: Longest session lifetime: far beyond any real session, far below datetime overflow.
-_MAX_TTL = timedelta(days=3650)
 #: The earliest instant a window may reach back to (Python's datetime.min).
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 # Audit rows never hold the token hash (nor, of course, the token).
@@ -156,8 +151,8 @@ class SessionRepository(BaseRepository[UserSession]):
         for an inactive user or bad arguments. Queries: the user, then the insert and its
         audit row in one transaction.
         """
-        lifetime = _ttl(ttl)
-        address = _ip(ip_address)
+        lifetime = session_lifetime(ttl)
+        address = checked_ip(ip_address)
         if not isinstance(user_agent, str) or "\x00" in user_agent:
             raise ValidationError({"user_agent": ["Enter a string without NUL characters."]})
         key = parse_user_key(user_id)
@@ -225,7 +220,7 @@ class SessionRepository(BaseRepository[UserSession]):
         Raises NotFoundError for an unknown or malformed id. 3 queries (2 when the
         session was already revoked).
         """
-        reason = _reason(reason)
+        reason = revoke_reason(reason)
         key = parse_uuid(session_id)
         if key is None:
             raise NotFoundError("UserSession", session_id)
@@ -250,7 +245,7 @@ class SessionRepository(BaseRepository[UserSession]):
         One UPDATE plus one audit INSERT (one row per revoked session). An unknown or
         malformed user id revokes nothing; a malformed `except_id` excludes nothing.
         """
-        reason = _reason(reason)
+        reason = revoke_reason(reason)
         key = parse_user_key(user_id)
         if key is None:
             return 0
@@ -353,38 +348,6 @@ class SessionRepository(BaseRepository[UserSession]):
                 )
                 for row in rows
             ]
-
-
-def _ttl(ttl: object) -> timedelta:
-    if ttl is None:
-        return timedelta(seconds=setting("SESSION_TTL_SECONDS"))
-    if not isinstance(ttl, timedelta) or not _MIN_TTL <= ttl <= _MAX_TTL:
-        raise ValidationError(
-            {"ttl": ["Enter a timedelta from one second to ten years (3,650 days)."]}
-        )
-    return ttl
-
-
-def _ip(address: object) -> str | None:
-    if address is None or address == "":
-        return None
-    if not isinstance(address, str):
-        raise ValidationError({"ip_address": ["Enter a valid IPv4 or IPv6 address."]})
-    try:
-        validate_ipv46_address(address)
-    except DjangoValidationError as exc:
-        raise ValidationError({"ip_address": list(exc.messages)}) from None
-    return address
-
-
-def _reason(reason: object) -> str:
-    if not isinstance(reason, str) or not reason.strip() or "\x00" in reason:
-        raise ValidationError({"reason": ["Enter a non-empty string without NUL characters."]})
-    if len(reason) > _MAX_REASON_LENGTH:
-        raise ValidationError(
-            {"reason": [f"Ensure this value has at most {_MAX_REASON_LENGTH} characters."]}
-        )
-    return reason.strip()
 
 
 def _due_for_touch(last_seen_at: datetime | None) -> bool:

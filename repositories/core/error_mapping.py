@@ -326,11 +326,19 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
     ) -> None:
         if exc is None or not isinstance(exc, DATABASE_ERRORS):
             return
-        if is_retryable(exc):
-            # Typed either way; an enclosing `transactional` still retries it, as the
-            # SQLSTATE travels in `__cause__` (see is_retryable).
-            raise TransactionConflictError(1) from exc
-        error = translate(exc, model=self.model, reading=self.reading)
-        if isinstance(error, DatabaseUnavailableError):
-            discard_broken_connection(self.using)
-        raise error from exc
+        raise_typed(exc, model=self.model, using=self.using, reading=self.reading)
+
+
+def raise_typed(
+    exc: BaseException, *, model: Any = None, using: str = DEFAULT_DB_ALIAS, reading: bool = False
+) -> None:
+    """Raise the RepositoryError for database error `exc` (chained), discarding the
+    connection `using` when it broke."""
+    if is_retryable(exc):
+        # Typed either way; an enclosing `transactional` still retries it, as the
+        # SQLSTATE travels in `__cause__` (see is_retryable).
+        raise TransactionConflictError(1) from exc
+    error = translate(exc, model=model, reading=reading)
+    if isinstance(error, DatabaseUnavailableError):
+        discard_broken_connection(using)
+    raise error from exc

@@ -17,10 +17,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from repositories.core.error_mapping import (
     DATABASE_ERRORS,
-    discard_broken_connection,
     is_retryable,
+    raise_typed,
     sqlstate_of,
-    translate,
+    translate_errors,
 )
 from repositories.core.errors import (
     DatabaseUnavailableError,
@@ -83,14 +83,14 @@ class Atomic(ContextDecorator):
         connection = transaction.get_connection(self.using)
         outermost = not connection.in_atomic_block
         django_block = transaction.atomic(using=self.using)
-        with _typed_errors(connection):
+        with translate_errors(using=connection.alias):
             if not outermost and (self.isolation or self.read_only):
                 self._check_running_transaction(connection)
             # BEGIN: connecting (or a pool checkout that times out) happens here.
             django_block.__enter__()
         restore: dict[str, str] = {}
         try:
-            with _typed_errors(connection):
+            with translate_errors(using=connection.alias):
                 if outermost and (self.isolation or self.read_only):
                     self._set_transaction(connection)
                 if self.statement_timeout is not None or self.lock_timeout is not None:
@@ -98,7 +98,7 @@ class Atomic(ContextDecorator):
                     if not outermost:
                         restore = previous
         except BaseException as exc:
-            with _typed_errors(connection):
+            with translate_errors(using=connection.alias):
                 django_block.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._frames.append((django_block, connection, restore))
@@ -123,7 +123,7 @@ class Atomic(ContextDecorator):
             raise
         if isinstance(exc, DATABASE_ERRORS):
             # A database error raised by the block's own statements leaves typed too.
-            _raise_typed(exc, connection)
+            raise_typed(exc, using=connection.alias)
 
     @staticmethod
     def _leave(
@@ -134,7 +134,7 @@ class Atomic(ContextDecorator):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with _typed_errors(connection):
+        with translate_errors(using=connection.alias):
             if exc_type is None and restore and not connection.needs_rollback:
                 # SET LOCAL in a savepoint outlives RELEASE: put the enclosing values back.
                 # (A rollback to the savepoint undoes it by itself.)
@@ -360,33 +360,6 @@ def _timeout_ms(name: str, value: Timeout) -> int | None:
             f"{name} must be a timedelta or milliseconds in 0..{_MAX_TIMEOUT_MS}, not {value!r}"
         )
     return value
-
-
-class _typed_errors(ContextDecorator):  # lower case: used like a function
-    """Raise database errors of the block (BEGIN, SET, COMMIT) as RepositoryErrors."""
-
-    def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, DATABASE_ERRORS):
-            _raise_typed(exc, self.connection)
-
-
-def _raise_typed(exc: BaseException, connection: BaseDatabaseWrapper) -> None:
-    """Raise the RepositoryError for `exc`, discarding the connection when it broke."""
-    error = TransactionConflictError(1) if is_retryable(exc) else translate(exc)
-    if isinstance(error, DatabaseUnavailableError):
-        discard_broken_connection(connection.alias)
-    raise error from exc
 
 
 def _set_config(connection: BaseDatabaseWrapper, values: dict[str, str]) -> dict[str, str]:

@@ -146,6 +146,12 @@ if env_bool("DB_POOL", True):
         "max_idle": env_int("DB_POOL_MAX_IDLE", 300),
     }
     _database["CONN_MAX_AGE"] = 0
+    # With the pool, Django turns CONN_HEALTH_CHECKS into psycopg_pool's
+    # check=ConnectionPool.check_connection (it passes `check` itself, so it cannot go in
+    # OPTIONS["pool"]): one round trip per checkout, and a connection that died while idle
+    # is replaced rather than failing the caller's query. The repositories app makes one
+    # failed check test every idle connection (REPOSITORIES["SWEEP_POOL_ON_FAILED_CHECK"]).
+    _database["CONN_HEALTH_CHECKS"] = env_bool("DB_POOL_CHECK", True)
 else:
     _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
     _database["CONN_HEALTH_CHECKS"] = True

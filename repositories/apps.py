@@ -8,7 +8,11 @@ class RepositoriesConfig(AppConfig):
     verbose_name = "Repositories"
 
     def ready(self) -> None:
-        """Wire query instrumentation on every database connection."""
-        from repositories.core import instrumentation
+        """Wire query instrumentation on every database connection, and the receivers that
+        give back the connections of finished threads and sweep a pool's dead connections
+        (each off with its REPOSITORIES setting)."""
+        from repositories.core import instrumentation, pool_health, threads
 
         instrumentation.install()
+        threads.install()
+        pool_health.install()

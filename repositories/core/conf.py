@@ -19,6 +19,8 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "SESSION_TTL_SECONDS": 14 * 24 * 3600,  # default lifetime of a user session
         "CONFIG_CACHE_SECONDS": 300,  # SystemConfigRepository.get cache lifetime; 0: no cache
         "AUDIT_MODEL": "domain.AuditLog",  # "app_label.Model" audited repositories write to
+        "RECLAIM_THREAD_CONNECTIONS": True,  # a thread that ends gives its connections back
+        "SWEEP_POOL_ON_FAILED_CHECK": True,  # one dead pooled connection: check all idle ones
         "READ_REPLICAS": (),  # aliases of streaming replicas reads may go to (routing.py)
         "REPLICA_MAX_LAG_SECONDS": 5,  # a replica further behind than this is skipped
         "REPLICA_HEALTH_SECONDS": 5,  # how long a replica's health (up, lag) is trusted
@@ -60,7 +62,11 @@ def setting(name: Literal["READ_REPLICAS"]) -> tuple[str, ...]: ...
 @overload
 def setting(name: Literal["CURSOR_SECRET", "AUDIT_MODEL"]) -> str: ...
 @overload
-def setting(name: Literal["TRANSACTION_POOLING"]) -> bool: ...
+def setting(
+    name: Literal[
+        "RECLAIM_THREAD_CONNECTIONS", "SWEEP_POOL_ON_FAILED_CHECK", "TRANSACTION_POOLING"
+    ],
+) -> bool: ...
 def setting(name: str) -> Any:
     """Return `settings.REPOSITORIES[name]`, or its default when the project leaves it out.
 
@@ -87,7 +93,9 @@ def setting(name: str) -> Any:
 
 
 _TEXT = frozenset({"CURSOR_SECRET", "AUDIT_MODEL"})
-_FLAGS = frozenset({"TRANSACTION_POOLING"})
+_FLAGS = frozenset(
+    {"RECLAIM_THREAD_CONNECTIONS", "SWEEP_POOL_ON_FAILED_CHECK", "TRANSACTION_POOLING"}
+)
 
 
 def _checked(name: str, value: object) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.utils import timezone
 
 from repositories.core.error_mapping import translate_errors
-from repositories.core.errors import ConflictError, NotFoundError, ValidationError
-from repositories.core.foundation import ModelT, first_row
+from repositories.core.errors import ConflictError, ValidationError
+from repositories.core.foundation import ModelT
 from repositories.core.writes import RepositoryWrites
 
 __all__ = ["RepositorySoftDelete"]
@@ -26,11 +26,7 @@ class RepositorySoftDelete(RepositoryWrites[ModelT]):
         pk = self._require_pk(id)
         manager = self._rows_manager(include_deleted=True)
         with translate_errors(self.model, using=self.using), self._atomic_block():
-            current = first_row(
-                manager.select_for_update().filter(pk=pk, **{f"{field}__isnull": True})
-            )
-            if current is None:
-                raise NotFoundError(self.model.__name__, id)
+            current = self._locked_row(manager, pk, id, **{f"{field}__isnull": True})
             now = timezone.now()
             manager.filter(pk=pk).update(**self._bookkeeping({field: now}, now=now))
             changes = {field: {"old": None, "new": now.isoformat()}}
@@ -49,9 +45,7 @@ class RepositorySoftDelete(RepositoryWrites[ModelT]):
         pk = self._require_pk(id)
         manager = self._rows_manager(include_deleted=True)
         with translate_errors(self.model, using=self.using), self._atomic_block():
-            current = first_row(manager.select_for_update().filter(pk=pk))
-            if current is None:
-                raise NotFoundError(self.model.__name__, id)
+            current = self._locked_row(manager, pk, id)
             deleted_at = getattr(current, field)
             if deleted_at is None:
                 return self._reloaded(pk, current)

@@ -222,9 +222,7 @@ class RepositoryWrites(RepositoryFoundation[ModelT]):
         pk = self._require_pk(id)
         manager = self._rows_manager(include_deleted=True)
         with translate_errors(self.model, using=self.using), self._atomic_block():
-            current = first_row(manager.select_for_update().filter(pk=pk))
-            if current is None:
-                raise NotFoundError(self.model.__name__, id)
+            current = self._locked_row(manager, pk, id)
             manager.filter(pk=pk).delete()
             self._check_references(None)
             self._record_audit(
@@ -251,6 +249,16 @@ class RepositoryWrites(RepositoryFoundation[ModelT]):
                 [self._audit_entry("deleted", row, self._audit_snapshot(row)) for row in rows]
             )
             return len(rows)
+
+    def _locked_row(
+        self, manager: QuerySet[ModelT], pk: Any, id: object, **conditions: Any
+    ) -> ModelT:
+        """Return the row `pk` locked FOR UPDATE (meeting `conditions`); NotFoundError
+        (naming the caller's `id`) when there is none."""
+        row = first_row(manager.select_for_update().filter(pk=pk, **conditions))
+        if row is None:
+            raise NotFoundError(self.model.__name__, id)
+        return row
 
     def _check_references(self, values: Mapping[str, Any] | None) -> None:
         """Check deferred foreign keys now, inside this method, when a caller's transaction

@@ -127,6 +127,44 @@ def test_translate_in_a_read_turns_invalid_values_into_invalid_query():
     assert isinstance(result, InvalidQueryError)
 
 
+def test_translate_falls_back_to_a_plain_repository_error_naming_the_sqlstate():
+    error = pg.FeatureNotSupported("cannot do that here")
+    assert error.sqlstate == "0A000"
+    for raised in (error, wrapped(DjangoProgrammingError, pg.FeatureNotSupported("no"))):
+        result = translate(raised)
+        assert type(result) is RepositoryError
+        assert "SQLSTATE 0A000" in str(result)
+    assert str(translate(error)) == "database error (SQLSTATE 0A000): cannot do that here"
+
+
+@pytest.mark.parametrize(
+    "pg_error",
+    [pg.InvalidTextRepresentation("bad"), pg.NumericValueOutOfRange("big"), pg.DivisionByZero("0")],
+)
+def test_translate_data_exception_depends_on_reading(pg_error):
+    assert sqlstate_of(pg_error).startswith("22")
+    error = wrapped(DataError, pg_error)
+    read = translate(error, reading=True)
+    written = translate(error, reading=False)
+    default = translate(error)
+    assert type(read) is InvalidQueryError
+    assert type(written) is ValidationError
+    assert type(default) is ValidationError
+    assert read.errors == written.errors
+
+
+def test_translate_errors_passes_reading_through():
+    def raise_data_error() -> None:
+        raise wrapped(DataError, pg.InvalidTextRepresentation("bad text"))
+
+    with pytest.raises(RepositoryError) as reading, translate_errors(reading=True):
+        raise_data_error()
+    with pytest.raises(RepositoryError) as writing, translate_errors(reading=False):
+        raise_data_error()
+    assert type(reading.value) is InvalidQueryError
+    assert type(writing.value) is ValidationError
+
+
 def test_sqlstate_of_walks_causes_and_contexts_without_looping():
     inner = pg.UniqueViolation("dup")
     outer = RuntimeError("outer")
@@ -199,7 +237,45 @@ def test_real_unique_violation_names_field_and_constraint():
     )
     assert isinstance(error, ConflictError)
     assert (error.fields, error.constraint) == (("sku",), "products_sku_live_uniq")
-    assert "sku" in str(error)
+    assert str(error) == "a product with this sku already exists"
+
+
+def diagnosed(error_class: type[psycopg.Error], message: str, **diag: str) -> psycopg.Error:
+    """Return a psycopg error whose `diag` holds `diag` (as the server would fill it)."""
+    fields = {"constraint_name": None, "table_name": None, "message_detail": None, **diag}
+    details = type("Diag", (), fields)()
+    subclass = type(error_class.__name__, (error_class,), {"diag": property(lambda _: details)})
+    return subclass(message)
+
+
+def test_conflict_error_messages_name_the_model_and_fields():
+    def unique(constraint: str, detail: str | None = None) -> RepositoryError:
+        error = diagnosed(
+            pg.UniqueViolation,
+            "duplicate key value violates unique constraint",
+            constraint_name=constraint,
+            table_name="products",
+            message_detail=detail,
+        )
+        return translate(wrapped(IntegrityError, error))
+
+    assert str(unique("products_sku_live_uniq")) == "a product with this sku already exists"
+    assert str(unique("mystery_uniq")) == (
+        "a product with these values already exists (mystery_uniq)"
+    )
+    detailed = unique("mystery_uniq", "Key (name, sku)=(a, b) already exists.")
+    assert str(detailed) == "a product with this name, sku already exists"
+    assert detailed.fields == ("name", "sku")  # type: ignore[attr-defined]
+    overlap = diagnosed(
+        pg.ExclusionViolation,
+        "conflicting key value violates exclusion constraint",
+        constraint_name="no_overlap",
+        table_name="products",
+    )
+    assert str(translate(overlap)) == "product overlaps an existing row (no_overlap)"
+    assert str(translate(diagnosed(pg.UniqueViolation, "dup", constraint_name="c"))) == (
+        "a row with these values already exists (c)"
+    )
 
 
 @pytest.mark.django_db

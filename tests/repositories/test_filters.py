@@ -83,6 +83,12 @@ def test_empty_values_mean_no_constraint(value):
     assert SampleProductFilterSet.normalize({key: value}) == ({}, False)
 
 
+@pytest.mark.parametrize("blank", [None, ""])
+def test_blank_value_before_a_real_filter_keeps_the_real_filter(blank):
+    data = {"name": blank, "category_name": blank, "sku": "SKU-1", "is_active": "yes"}
+    assert SampleProductFilterSet.normalize(data) == ({"sku": "SKU-1", "is_active": "true"}, False)
+
+
 def test_empty_list_for_an_in_filter_matches_nothing():
     assert SampleProductFilterSet.normalize({"id__in": []}) == ({}, True)
 
@@ -152,6 +158,14 @@ def test_text_contains_filter_is_case_insensitive():
     ProductFactory.create(name="Red Lamp")
     ProductFactory.create(name="Chair")
     assert [p.name for p in SampleProductRepository().find_many({"name": "lamp"})] == ["Red Lamp"]
+
+
+@pytest.mark.django_db
+def test_blank_filter_first_does_not_drop_the_filters_after_it():
+    ProductFactory.create(name="Lamp", sku="WANTED-1")
+    ProductFactory.create(name="Lamp", sku="OTHER-2")
+    rows = SampleProductRepository().find_many({"name": "", "sku": "WANTED-1"})
+    assert [p.sku for p in rows] == ["WANTED-1"]
 
 
 @pytest.mark.django_db

@@ -92,6 +92,26 @@ def test_cursor_signed_with_another_secret_is_refused(settings):
         decode_cursor(cursor, "fp", KEYS)
 
 
+def test_cursor_secret_falls_back_to_secret_key_and_each_secret_signs_differently(settings):
+    # CURSOR_SECRET empty: the key derives from SECRET_KEY, never from a public constant.
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "CURSOR_SECRET": ""}
+    settings.SECRET_KEY = "first-secret-key"
+    from_secret_key = encode_cursor(VALUES, "fp")
+    assert decode_cursor(from_secret_key, "fp", KEYS) == VALUES
+    settings.SECRET_KEY = "second-secret-key"
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(from_secret_key, "fp", KEYS)
+    assert "signature" in str(caught.value)
+    # CURSOR_SECRET set: it is the key, so another CURSOR_SECRET refuses the cursor.
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "CURSOR_SECRET": "cursor-secret-a"}
+    from_cursor_secret = encode_cursor(VALUES, "fp")
+    assert decode_cursor(from_cursor_secret, "fp", KEYS) == VALUES
+    settings.REPOSITORIES = {**settings.REPOSITORIES, "CURSOR_SECRET": "cursor-secret-b"}
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(from_cursor_secret, "fp", KEYS)
+    assert "signature" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "cursor",
     ["", "abc", "a.b", ".", "é.é", "x" * 5000, 12, None, b"abc", "!!!.???", "YWJj.YWJj=="],

@@ -132,6 +132,28 @@ def test_atomic_works_as_a_decorator_with_and_without_arguments():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_atomic_decorator_with_timeouts_sets_them_inside_the_function():
+    @atomic(statement_timeout=dt.timedelta(milliseconds=1500), lock_timeout=750)
+    def configured() -> tuple[str, str]:
+        return _setting("statement_timeout"), _setting("lock_timeout")
+
+    assert configured() == ("1500ms", "750ms")
+    assert configured() == ("1500ms", "750ms")  # every call, not only the first
+    assert _setting("statement_timeout") == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bare_atomic_decorator_runs_read_write():
+    @atomic
+    def write() -> str:
+        SystemConfigFactory.create(key="bare-decorated")
+        return _setting("transaction_read_only")
+
+    assert write() == "off"
+    assert SystemConfig.objects.filter(key="bare-decorated").exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_atomic_same_block_object_can_be_entered_inside_itself():
     block = atomic()
     with block:
@@ -269,6 +291,29 @@ def test_atomic_nested_timeout_restores_the_outer_value_when_the_inner_block_end
             raise RuntimeError
         assert _setting("lock_timeout") == "3s"
         assert _setting("statement_timeout") == "5s"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_nested_block_setting_both_timeouts_restores_both():
+    with atomic(statement_timeout=dt.timedelta(seconds=5), lock_timeout=3000):
+        with atomic(statement_timeout=100, lock_timeout=10):
+            assert _setting("statement_timeout") == "100ms"
+            assert _setting("lock_timeout") == "10ms"
+        assert _setting("statement_timeout") == "5s"
+        assert _setting("lock_timeout") == "3s"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("zero", [0, dt.timedelta(0)])
+def test_atomic_timeout_zero_disables_the_outer_timeout(zero):
+    with atomic(statement_timeout=50, lock_timeout=50):
+        assert _setting("statement_timeout") == "50ms"
+        with atomic(statement_timeout=zero, lock_timeout=zero), connection.cursor() as cursor:
+            assert _setting("statement_timeout") == "0"
+            assert _setting("lock_timeout") == "0"
+            cursor.execute("SELECT pg_sleep(0.2)")  # would time out under 50 ms
+        assert _setting("statement_timeout") == "50ms"
+        assert _setting("lock_timeout") == "50ms"
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import django_filters as filters
 from django.db import connections
@@ -31,6 +32,7 @@ from repositories.core.cache import cached_or_load, next_generation
 from repositories.core.conf import setting
 from repositories.core.error_mapping import translate_errors
 from repositories.core.filters import StrictFilterSet
+from repositories.core.routing import PRIMARY
 from repositories.core.transactions import (
     atomic,
     check_deferred_constraints,
@@ -241,7 +243,7 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
     # -- internals ------------------------------------------------------------------
 
     def _cache_key(self, key: str) -> str:
-        return f"{_CACHE_PREFIX}:{self.using}:{key}"
+        return f"{_CACHE_PREFIX}:{database_identity(self.using)}:{key}"
 
     def _cached(self, key: str) -> tuple[bool, Any]:
         """Return (found, value) of `key` from the cache (repositories.core.cache)."""
@@ -297,6 +299,21 @@ class SystemConfigRepository(BaseRepository[SystemConfig]):
         queryset = SystemConfig.objects.using(self.using).all()
         with translate_errors(SystemConfig, using=self.using):
             return list(self.filterset_class.apply(filters, queryset).values_list("key", flat=True))
+
+
+def database_identity(alias: str) -> str:
+    """Return what the cache keys of `alias` are scoped by: the database it reads.
+
+    Not the alias name: a write through one alias must invalidate the value every alias
+    reading the same data has cached. A streaming replica (`READ_REPLICAS`) mirrors the
+    primary, so it shares the primary's keys; other aliases are the same database when
+    their NAME, HOST and PORT are (two aliases with different OPTIONS, say).
+    """
+    if alias in setting("READ_REPLICAS"):
+        alias = PRIMARY
+    database = connections[alias].settings_dict
+    parts = (database.get("HOST") or "", str(database.get("PORT") or ""), database["NAME"] or "")
+    return "/".join(quote(part, safe="") for part in parts)
 
 
 def _cache_seconds() -> int:

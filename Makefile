@@ -85,3 +85,15 @@ bench: $(STAMP)
 
 schema-doc: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py schema_doc
+
+# Mutation testing (mutmut, configured in pyproject.toml [tool.mutmut]; not part of `test`
+# or CI: minutes): mutates repositories/core/pagination.py and runs
+# tests/repositories/test_pagination.py against each mutant, one at a time (the mutants
+# share one test database), then lists the survivors. The mutants/ work copy is removed
+# afterwards (lint would read it); KEEP_MUTANTS=1 keeps it for `mutmut show <name>`.
+.PHONY: mutation
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 1
+	$(BIN)/mutmut results
+	@if [ -z "$(KEEP_MUTANTS)" ]; then rm -rf mutants; fi

@@ -28,6 +28,7 @@ from domain.models import (
 )
 from repositories.core.audit import actor_columns, current_audit_state
 from repositories.core.base import BaseRepository
+from repositories.core.conf import setting
 from repositories.core.error_mapping import translate_errors
 from repositories.core.keys import parse_uuid
 from repositories.core.loading import attach_prefetched, row_loader
@@ -72,6 +73,20 @@ _ORDER_USER = Order._meta.get_field("user")
 _ITEM_PRODUCT = OrderItem._meta.get_field("product")
 
 
+class _UnpreparedCursor(psycopg.Cursor[Any]):
+    """A server-binding cursor that never prepares (unnamed statements only)."""
+
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Any:
+        return super().execute(query, params, prepare=False, binary=binary)
+
+
 @contextmanager
 def _server_bound_cursor(using: str) -> Iterator[CursorWrapper]:
     """Yield a cursor on Django's connection `using` that binds parameters server-side.
@@ -86,7 +101,10 @@ def _server_bound_cursor(using: str) -> Iterator[CursorWrapper]:
     connection = connections[using]
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    raw = psycopg.Cursor(connection.connection)
+    # Behind a transaction-mode pooler a named prepared statement would outlive the
+    # transaction on a server session other clients get: never prepare there.
+    pooled = setting("TRANSACTION_POOLING")
+    raw = (_UnpreparedCursor if pooled else psycopg.Cursor)(connection.connection)
     # django-stubs type these as taking a CursorWrapper; Django passes the DB-API cursor.
     cursor = (
         connection.make_debug_cursor(cast(Any, raw))

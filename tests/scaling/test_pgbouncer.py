@@ -143,7 +143,12 @@ def through_bouncer(request: Any, bouncer: Bouncer, django_db_blocker: Any) -> I
                 options["pool"] = {"min_size": 2, "max_size": 4, "timeout": 10}
                 entry["CONN_MAX_AGE"] = 0
             entry["OPTIONS"].update(options)
-            repositories = {**getattr(settings, "REPOSITORIES", {}), "TRANSACTION_POOLING": True}
+            # No replicas here, whatever order the scaling tests run in.
+            repositories = {
+                **getattr(settings, "REPOSITORIES", {}),
+                "TRANSACTION_POOLING": True,
+                "READ_REPLICAS": [],
+            }
             with override_settings(REPOSITORIES=repositories):
                 yield bouncer
         finally:

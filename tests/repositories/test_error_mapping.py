@@ -142,7 +142,7 @@ def test_translate_falls_back_to_a_plain_repository_error_naming_the_sqlstate():
     [pg.InvalidTextRepresentation("bad"), pg.NumericValueOutOfRange("big"), pg.DivisionByZero("0")],
 )
 def test_translate_data_exception_depends_on_reading(pg_error):
-    assert sqlstate_of(pg_error).startswith("22")
+    assert (sqlstate_of(pg_error) or "").startswith("22")
     error = wrapped(DataError, pg_error)
     read = translate(error, reading=True)
     written = translate(error, reading=False)
@@ -240,7 +240,7 @@ def test_real_unique_violation_names_field_and_constraint():
     assert str(error) == "a product with this sku already exists"
 
 
-def diagnosed(error_class: type[psycopg.Error], message: str, **diag: str) -> psycopg.Error:
+def diagnosed(error_class: type[psycopg.Error], message: str, **diag: str | None) -> psycopg.Error:
     """Return a psycopg error whose `diag` holds `diag` (as the server would fill it)."""
     fields = {"constraint_name": None, "table_name": None, "message_detail": None, **diag}
     details = type("Diag", (), fields)()

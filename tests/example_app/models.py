@@ -3,9 +3,10 @@
 - Note: an integer (BigAutoField) key, a JSONField, a `created` time that is not the
   layer's `created_at`; no soft delete, no version, no updated-at column.
 - Document: a UUID key generated in Python (`default=uuid.uuid4`), a custom field with
-  `from_db_value` (`TagsField`), soft delete under `removed_at`, a version under
-  `revision` and a last-change time under `modified`. Its default manager hides removed
-  rows; the manager showing every row is called `everything`, not `all_objects`.
+  `from_db_value` (the parity app's `CommaSeparatedField`), soft delete under
+  `removed_at`, a version under `revision` and a last-change time under `modified`. Its
+  default manager hides removed rows; the manager showing every row is called
+  `everything`, not `all_objects`.
 
 Document's key is `default=uuid.uuid4` rather than `db_default=RandomUUID()`: it is what
 most Django projects write, the commerce models already cover database-generated keys
@@ -16,38 +17,12 @@ other branch of the layer's bulk insert (COPY with the key, no `gen_random_uuid(
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from django.db import models
 from django.utils import timezone
 
-
-class TagsField(models.Field):
-    """A list of tags stored as "a,b,c" in a text column ("" is the empty list)."""
-
-    description = "A list of tags without commas"
-
-    def get_internal_type(self) -> str:
-        return "TextField"
-
-    def from_db_value(self, value: Any, expression: Any, connection: Any) -> list[str] | None:
-        if value is None:
-            return None
-        return value.split(",") if value else []
-
-    def to_python(self, value: Any) -> list[str] | None:
-        if value is None or isinstance(value, list):
-            return value
-        if isinstance(value, tuple):
-            return list(value)
-        return str(value).split(",") if value else []
-
-    def get_prep_value(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, list | tuple):
-            raise TypeError(f"TagsField takes a list, not {type(value).__name__}.")
-        return ",".join(str(tag) for tag in value)
+from tests.parity_app.models import CommaSeparatedField
 
 
 class Note(models.Model):
@@ -75,7 +50,7 @@ class Document(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200)
-    tags = TagsField(default=list, blank=True)
+    tags = CommaSeparatedField(default=list, blank=True)
     revision = models.PositiveIntegerField(default=1)
     modified = models.DateTimeField(auto_now=True)
     removed_at = models.DateTimeField(null=True, blank=True)

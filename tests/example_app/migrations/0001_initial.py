@@ -6,7 +6,7 @@ import uuid
 import django.utils.timezone
 from django.db import migrations, models
 
-import tests.example_app.models
+import tests.parity_app.models
 
 
 class Migration(migrations.Migration):
@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("title", models.CharField(max_length=200)),
-                ("tags", tests.example_app.models.TagsField(blank=True, default=list)),
+                ("tags", tests.parity_app.models.CommaSeparatedField(blank=True, default=list)),
                 ("revision", models.PositiveIntegerField(default=1)),
                 ("modified", models.DateTimeField(auto_now=True)),
                 ("removed_at", models.DateTimeField(blank=True, null=True)),

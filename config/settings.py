@@ -196,6 +196,12 @@ REPOSITORIES = {
     "SESSION_TTL_SECONDS": env_int("SESSION_TTL_SECONDS", 14 * 24 * 3600),
     "CONFIG_CACHE_SECONDS": env_int("CONFIG_CACHE_SECONDS", 300),
 }
+# DB_TRANSACTION_POOLING=1: DATABASE_URL is PgBouncer in transaction mode. Server-side
+# cursors are off (a cursor cannot outlive its transaction there) and the layer's startup
+# check refuses what cannot work (session SETs, assume_role, named prepared statements).
+if env_bool("DB_TRANSACTION_POOLING", False):
+    _database["DISABLE_SERVER_SIDE_CURSORS"] = True
+    REPOSITORIES["TRANSACTION_POOLING"] = True
 
 LOGGING = {
     "version": 1,

@@ -21,6 +21,7 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "AUDIT_MODEL": "domain.AuditLog",  # "app_label.Model" audited repositories write to
         "RECLAIM_THREAD_CONNECTIONS": True,  # a thread that ends gives its connections back
         "SWEEP_POOL_ON_FAILED_CHECK": True,  # one dead pooled connection: check all idle ones
+        "RESET_POOLED_SESSIONS": True,  # DISCARD ALL when a connection goes back to the pool
         "READ_REPLICAS": (),  # aliases of streaming replicas reads may go to (routing.py)
         "REPLICA_MAX_LAG_SECONDS": 5,  # a replica further behind than this is skipped
         "REPLICA_HEALTH_SECONDS": 5,  # how long a replica's health (up, lag) is trusted
@@ -64,7 +65,10 @@ def setting(name: Literal["CURSOR_SECRET", "AUDIT_MODEL"]) -> str: ...
 @overload
 def setting(
     name: Literal[
-        "RECLAIM_THREAD_CONNECTIONS", "SWEEP_POOL_ON_FAILED_CHECK", "TRANSACTION_POOLING"
+        "RECLAIM_THREAD_CONNECTIONS",
+        "SWEEP_POOL_ON_FAILED_CHECK",
+        "RESET_POOLED_SESSIONS",
+        "TRANSACTION_POOLING",
     ],
 ) -> bool: ...
 def setting(name: str) -> Any:
@@ -94,7 +98,12 @@ def setting(name: str) -> Any:
 
 _TEXT = frozenset({"CURSOR_SECRET", "AUDIT_MODEL"})
 _FLAGS = frozenset(
-    {"RECLAIM_THREAD_CONNECTIONS", "SWEEP_POOL_ON_FAILED_CHECK", "TRANSACTION_POOLING"}
+    {
+        "RECLAIM_THREAD_CONNECTIONS",
+        "SWEEP_POOL_ON_FAILED_CHECK",
+        "RESET_POOLED_SESSIONS",
+        "TRANSACTION_POOLING",
+    }
 )
 
 

@@ -2,7 +2,8 @@
 
 Each test adds its own alias (to the test database) with a small pool and its own
 `application_name`, so its backends can be found and terminated (pg_terminate_backend
-from a separate psycopg connection) without touching anyone else's. Threads the test
+from a separate psycopg connection); the aliases connect to the server itself, also when
+`default` goes through PgBouncer without touching anyone else's. Threads the test
 starts open their own connections to it (`attach`).
 
 Each fix is checked against its control: with the setting that turns it off, the same
@@ -36,6 +37,7 @@ from repositories.core import pool_health, threads
 from repositories.core.threads import close_thread_connections, database_worker
 from repositories.core.transactions import atomic
 from repositories.errors import DatabaseUnavailableError
+from tests.connection_faults import direct_connection, server_params
 from tests.factories import SystemConfigFactory
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -68,6 +70,10 @@ def add_alias(transactional_db: None) -> Iterator[Callable[..., str]]:
     def add(pool: PoolSize = (1, 3, 5.0), *, checks: bool = True) -> str:
         alias = f"pool_{uuid.uuid4().hex[:10]}"
         settings_dict = copy.deepcopy(connections["default"].settings_dict)
+        # Straight to the server even when `default` goes through PgBouncer: the subject
+        # is Django's pool holding server processes that die.
+        direct = server_params(connections["default"])
+        settings_dict.update(HOST=direct["host"], PORT=str(direct["port"]))
         options = settings_dict["OPTIONS"]
         options["application_name"] = alias
         options.pop("pool", None)
@@ -95,11 +101,8 @@ def add_alias(transactional_db: None) -> Iterator[Callable[..., str]]:
 
 
 def _admin() -> psycopg.Connection[Any]:
-    """A connection of its own (no pool, no Django) to the test database."""
-    params = connections["default"].get_connection_params()
-    for name in ("pool", "cursor_factory", "context"):
-        params.pop(name, None)
-    return psycopg.connect(**params, autocommit=True)
+    """A connection of its own (no pool, no Django, no pooler) to the test database."""
+    return direct_connection(connections["default"])
 
 
 def _backends(alias: str) -> list[int]:
@@ -139,10 +142,16 @@ def _fill(alias: str, idle: int) -> None:
     """Serve one call, then wait until `idle` connections sit in the pool."""
     SystemConfigRepository(using=alias).count()
     connections[alias].close()
-    deadline = time.monotonic() + 5
+    _wait_available(alias, idle, within=5)
+
+
+def _wait_available(alias: str, idle: int, within: float = 1) -> None:
+    """Wait until `idle` connections sit in the pool (a connection given back is reset by
+    the pool's worker thread, REPOSITORIES["RESET_POOLED_SESSIONS"], before it is)."""
+    deadline = time.monotonic() + within
     while _pool(alias).get_stats()["pool_available"] < idle:
-        assert time.monotonic() < deadline, "the pool did not fill"
-        time.sleep(0.01)
+        assert time.monotonic() < deadline, f"fewer than {idle} connections back in the pool"
+        time.sleep(0.005)
 
 
 def _flags(settings: Any, **flags: bool) -> None:
@@ -255,7 +264,7 @@ def test_threads_ending_without_close_give_their_pool_slots_back(add_alias):
     alias = add_alias((1, 3, 2.0))
     for _ in range(10):  # more threads than the pool has slots, one after another
         assert _run_in_thread(alias, _read_and_exit_without_closing(alias)) is None
-        assert _pool(alias).get_stats()["pool_available"] >= 1  # back before join() returned
+        _wait_available(alias, 1)  # given back when the thread ended
 
     started = time.monotonic()
     assert SystemConfigRepository(using=alias).count() == 0
@@ -444,7 +453,7 @@ def test_database_worker_closes_connections_when_the_work_raises(add_alias):
     with pytest.raises(ValueError, match="task failed"):
         failing()
     assert connections[alias].connection is None
-    assert _pool(alias).get_stats()["pool_available"] == 1
+    _wait_available(alias, 1)
 
 
 def test_database_worker_closes_only_the_aliases_it_names(add_alias):

@@ -3,8 +3,9 @@
 The methods are discovered, not listed (tests/repositories/repository_calls.py): every
 BaseRepository subclass of the `repositories` package and every public method it has
 (inherited ones included). Each has an entry in CALLS that builds valid arguments from
-fresh rows; the tests then break the connection under it (pg_terminate_backend from a
-second connection) and check that the method raises DatabaseUnavailableError and that
+fresh rows; the tests then break the connection under it (tests/connection_faults.py:
+its server process terminated from a second connection, or behind PgBouncer between
+transactions its socket cut) and check that the method raises DatabaseUnavailableError and that
 the next call works. Other typed paths: a
 read-only session, a real serialization failure, a foreign-key failure inside the
 caller's transaction, a lost COMMIT and an exhausted connection pool.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,7 +25,6 @@ import psycopg
 import pytest
 from django.core.cache import cache
 from django.db import connection, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
 from domain.models import OrderStatusHistory, Product, SystemConfig
@@ -42,6 +41,7 @@ from repositories.errors import (
     ValidationError,
 )
 from repositories.orders import OrderRepository
+from tests.connection_faults import break_connection
 from tests.factories import (
     CategoryFactory,
     OrderFactory,
@@ -129,25 +129,6 @@ def _assert_database_cause(exc: BaseException) -> None:
     assert isinstance(exc.__cause__, DATABASE_ERRORS), repr(exc.__cause__)
 
 
-def _kill_backend_of(conn: BaseDatabaseWrapper) -> None:
-    """Terminate `conn`'s server process from a second, independent connection and wait
-    until it is gone (works with and without Django's pool)."""
-    conn.ensure_connection()
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    params = conn.get_connection_params()
-    for name in ("pool", "cursor_factory", "context"):
-        params.pop(name, None)
-    with psycopg.connect(**params, autocommit=True) as killer:
-        row = killer.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()
-        assert row is not None and row[0] is True, f"backend {pid} not terminated"
-        deadline = time.monotonic() + 5
-        while killer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
-            assert time.monotonic() < deadline, f"backend {pid} still alive"
-            time.sleep(0.005)
-
-
 def _in_thread(func: Call) -> Any:
     """Run `func` to completion in another thread, on its own connection; re-raise errors."""
     box: dict[str, Any] = {}
@@ -220,7 +201,7 @@ def test_refusing_method_raises_its_error_without_query(key, django_assert_num_q
 def test_public_method_raises_database_unavailable_when_backend_dies(key):
     call = CALLS[key]()
     cache.clear()  # SystemConfigRepository.get must reach the database
-    _kill_backend_of(connection)
+    break_connection(connection)
     with pytest.raises(RepositoryError) as excinfo:
         call()
     assert type(excinfo.value) is DatabaseUnavailableError
@@ -240,7 +221,7 @@ def test_public_method_in_callers_atomic_raises_database_unavailable_when_backen
     call = CALLS[key]()
     raised: list[BaseException] = []
     with pytest.raises(BaseException) as block_error, atomic():
-        _kill_backend_of(connection)
+        break_connection(connection)
         _raising_through(call, raised)
     assert [type(exc) for exc in raised] == [DatabaseUnavailableError]
     _assert_database_cause(raised[0])
@@ -386,7 +367,7 @@ def test_atomic_raises_database_unavailable_when_connection_dies_before_commit()
     body_finished = False
     with pytest.raises(RepositoryError) as excinfo, atomic():
         ProductRepository().create(data)
-        _kill_backend_of(connection)
+        break_connection(connection)
         body_finished = True
     assert body_finished  # so the error came from COMMIT, not from a statement
     assert type(excinfo.value) is DatabaseUnavailableError

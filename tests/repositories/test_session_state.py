@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from tests.repositories.repository_calls import CALLS, Key
 
@@ -40,17 +41,17 @@ _STATE_SQL = {
 }
 
 
-def session_state() -> dict[str, Any]:
+def session_state(conn: BaseDatabaseWrapper = connection) -> dict[str, Any]:
     """Return what a later client of this server session would inherit."""
     state: dict[str, Any] = {"backend": None}
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         state["backend"] = cursor.fetchone()[0]
         for name, sql in _STATE_SQL.items():
             cursor.execute(sql)
             state[name] = cursor.fetchall()
-    state["in_atomic_block"] = connection.in_atomic_block
-    state["autocommit"] = connection.get_autocommit()
+    state["in_atomic_block"] = conn.in_atomic_block
+    state["autocommit"] = conn.get_autocommit()
     return state
 
 

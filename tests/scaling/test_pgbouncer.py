@@ -9,13 +9,7 @@ in the next ones. Marked `scaling` (`make test-scaling`).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pwd
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,68 +26,10 @@ from repositories import ProductRepository
 from repositories.orders import OrderRepository
 from repositories.transactions import atomic
 from tests.factories import ProductFactory, UserFactory
-from tests.faults.cluster import ClusterUnavailable, ThrowawayCluster, free_port
-from tests.scaling.servers import point_alias, restore_alias
+from tests.faults.cluster import ClusterUnavailable, ThrowawayCluster
+from tests.scaling.servers import PGBOUNCER, Bouncer, point_alias, restore_alias
 
 pytestmark = pytest.mark.scaling
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-class Bouncer:
-    """PgBouncer in transaction mode in front of `cluster`, in the cluster's directory."""
-
-    def __init__(self, cluster: ThrowawayCluster) -> None:
-        self.cluster = cluster
-        self.root = cluster.root / "pgbouncer"
-        self.port = free_port(cluster.port + 100)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.root.mkdir()
-        (self.root / "users.txt").write_text('"postgres" ""\n')
-        (self.root / "pgbouncer.ini").write_text(
-            "[databases]\n"
-            f"{self.cluster.dbname} = host=127.0.0.1 port={self.cluster.port} "
-            f"dbname={self.cluster.dbname}\n"
-            "[pgbouncer]\n"
-            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
-            f"unix_socket_dir = {self.root}\n"
-            f"auth_type = trust\nauth_file = {self.root / 'users.txt'}\n"
-            "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 200\n"
-            f"logfile = {self.root / 'pgbouncer.log'}\npidfile = {self.root / 'pgbouncer.pid'}\n"
-            "ignore_startup_parameters = extra_float_digits\n"
-        )
-        command = [PGBOUNCER, str(self.root / "pgbouncer.ini")]
-        if self.cluster.os_user is not None:
-            entry = pwd.getpwnam(self.cluster.os_user)
-            for path in [self.root, *self.root.iterdir()]:
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-            command = ["runuser", "-u", self.cluster.os_user, "--", *command]
-        self.process = subprocess.Popen(command)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with psycopg.connect(**self.conninfo(), autocommit=True) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-
-    def conninfo(self) -> dict[str, Any]:
-        return {**self.cluster.conninfo(), "port": self.port}
-
-    def stop(self) -> None:
-        pidfile = self.root / "pgbouncer.pid"
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)  # our own pgbouncer
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

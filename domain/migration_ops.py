@@ -11,7 +11,9 @@ having made the application wait at most that long; run it again later.
 - An atomic migration runs ``SET LOCAL``, which ends with its transaction.
 - A non-atomic one (each statement its own transaction) runs ``SET`` and ``RESET``s both
   when it finishes, failed or not: with the connection pool, a leaked setting would follow
-  the connection into application requests.
+  the connection into application requests. It needs a session of its own, so behind
+  PgBouncer in transaction mode (``REPOSITORIES["TRANSACTION_POOLING"]``) it refuses to run
+  (``refuse_transaction_pooling``): migrate on a direct connection.
 
 ``squawk_ignore`` / ``squawk_ignore_backwards`` name squawk rules that cannot apply to a
 migration's forward / backward SQL; they are written into ``manage.py sqlmigrate``'s output
@@ -27,12 +29,28 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.operations import AddIndexConcurrently
+from django.core.exceptions import ImproperlyConfigured
 from django.db import migrations
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.state import ProjectState
 
 _DURATION = re.compile(r"^\d+(ms|s|min|h)?$")
+
+
+def refuse_transaction_pooling(work: str) -> None:
+    """Raise ImproperlyConfigured when the project says its database connections go through
+    PgBouncer in transaction mode (``REPOSITORIES["TRANSACTION_POOLING"]``): `work` needs a
+    session of its own (session settings or locks across statements), which that mode does
+    not give, and its session state would reach other clients."""
+    if (getattr(settings, "REPOSITORIES", None) or {}).get("TRANSACTION_POOLING"):
+        raise ImproperlyConfigured(
+            f"{work} needs a database session of its own, which PgBouncer in transaction "
+            'mode does not give (REPOSITORIES["TRANSACTION_POOLING"] is on): run it on a '
+            "direct connection to PostgreSQL (this project: DATABASE_URL pointing at the "
+            "server and DB_TRANSACTION_POOLING unset)."
+        )
 
 
 class Migration(migrations.Migration):
@@ -67,6 +85,8 @@ class Migration(migrations.Migration):
     ) -> None:
         if schema_editor.collect_sql:
             schema_editor.collected_sql.extend(f"-- squawk-ignore-file {rule}" for rule in ignore)
+        elif not schema_editor.atomic_migration:
+            refuse_transaction_pooling(f"Migration {self.app_label}.{self.name}, not atomic,")
         scope = "SET LOCAL" if schema_editor.atomic_migration else "SET"
         for name in ("lock_timeout", "statement_timeout"):
             value = getattr(self, name)

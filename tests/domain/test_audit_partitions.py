@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import InternalError, OperationalError, ProgrammingError, connection, transaction
 from django.db.migrations.recorder import MigrationRecorder
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -432,3 +433,14 @@ def test_migration_gives_up_on_a_busy_table_and_is_run_again_as_is(restore_parti
     assert relkind() == "p"
     assert all_ids() == ids and len(ids) == 6
     assert sql("SHOW lock_timeout") == [("0",)]
+
+
+def test_refuses_to_run_behind_transaction_pooling():
+    """A session advisory lock and a session lock_timeout cannot work through PgBouncer in
+    transaction mode (each statement may get another server session, and what is set
+    stays on it for other clients)."""
+    with (
+        override_settings(REPOSITORIES={"TRANSACTION_POOLING": True}),
+        pytest.raises(CommandError, match="direct connection to PostgreSQL"),
+    ):
+        run()

@@ -15,10 +15,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import IntegrityError, OperationalError, ProgrammingError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
+from django.test import override_settings
 
 from domain import migration_ops
 from tests.factories import UserFactory
@@ -217,3 +219,22 @@ def test_a_timeout_must_be_a_duration(monkeypatch):
     monkeypatch.setattr(migration_ops.Migration, "lock_timeout", "5s'; DROP TABLE users; --")
     with pytest.raises(ValueError, match="bad lock_timeout"):
         sqlmigrate("0001_initial", backwards=False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_non_atomic_migration_refuses_to_run_behind_transaction_pooling():
+    """Its SET/RESET and CREATE INDEX CONCURRENTLY need one session: behind PgBouncer in
+    transaction mode the SET would land on some server session and stay there."""
+    migration = MigrationLoader(connection).get_migration("domain", "0003_secondary_indexes")
+    assert not migration.atomic
+    with (
+        override_settings(REPOSITORIES={"TRANSACTION_POOLING": True}),
+        connection.schema_editor(atomic=False) as editor,
+        pytest.raises(ImproperlyConfigured, match="direct connection to PostgreSQL"),
+    ):
+        migration._set_timeouts(editor, ())
+    assert (show("lock_timeout"), show("statement_timeout")) == ("0", "0")  # nothing sent
+    # sqlmigrate (collecting SQL, running nothing) still works.
+    with override_settings(REPOSITORIES={"TRANSACTION_POOLING": True}):
+        statements = sqlmigrate("0003_secondary_indexes", backwards=False)
+    assert any("CONCURRENTLY" in statement for statement in statements)

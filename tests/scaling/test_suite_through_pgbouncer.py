@@ -4,10 +4,11 @@ A throwaway cluster with Debian's PgBouncer in front of it (tests/scaling/server
 pytest runs the repository suite (tests/repositories) in a child process (two xdist workers) with
 DATABASE_URL on PgBouncer and DB_TRANSACTION_POOLING=1 (the layer's TRANSACTION_POOLING
 check on, server-side cursors off), once with Django's pool and once without. The test
-databases are created and dropped on a direct connection to the cluster (PgBouncer keeps
-server connections to them open; `DROP DATABASE ... WITH (FORCE)` ends those) and the
-child runs with `--reuse-db`, so Django migrates them through PgBouncer but never creates
-or drops them there. PgBouncer's own statistics prove the traffic went through it.
+databases are created, migrated and dropped on a direct connection to the cluster
+(PgBouncer keeps server connections to them open; `DROP DATABASE ... WITH (FORCE)` ends
+those; migration 0003 is not atomic and refuses transaction pooling) and the child runs
+with `--reuse-db`, so Django finds them ready and never creates or drops them there.
+PgBouncer's own statistics prove the traffic went through it.
 Marked `scaling` (`make test-scaling`).
 """
 
@@ -61,12 +62,34 @@ def _test_databases() -> list[str]:
     return [f"{TEST_DATABASE}_gw{worker}" for worker in range(WORKERS)]
 
 
+def _child_env(**values: str) -> dict[str, str]:
+    """This process's environment without the settings the child gets from `values`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTEST_", "SCALING_", "DB_", "DATABASE_"))
+    }
+    env.setdefault("SECRET_KEY", "through-pgbouncer")
+    env.update(values)
+    return env
+
+
 def _recreate_directly(cluster: ThrowawayCluster, names: list[str]) -> None:
-    """Drop (ending PgBouncer's server connections) and create `names`, bypassing PgBouncer."""
+    """Drop (ending PgBouncer's server connections), create and migrate `names` on the
+    server itself: a non-atomic migration refuses to run through PgBouncer."""
     with cluster.connect("postgres") as conn:
         for name in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
+    for name in names:
+        url = f"postgres://postgres@127.0.0.1:{cluster.port}/{name}"
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=BASE_DIR,
+            env=_child_env(DATABASE_URL=url, DB_POOL="0"),
+            check=True,
+            timeout=300,
+        )
 
 
 def _drop_directly(cluster: ThrowawayCluster, names: list[str]) -> None:
@@ -80,17 +103,11 @@ def _drop_directly(cluster: ThrowawayCluster, names: list[str]) -> None:
 def test_repository_suite_passes_through_pgbouncer(bouncer: Bouncer, pool: bool) -> None:
     names = _test_databases()
     _recreate_directly(bouncer.cluster, names)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "SCALING_", "DB_", "DATABASE_"))
-    }
-    env.update(
+    env = _child_env(
         DATABASE_URL=f"postgres://postgres@127.0.0.1:{bouncer.port}/{bouncer.cluster.dbname}",
         DB_TRANSACTION_POOLING="1",
         DB_POOL="1" if pool else "0",
         TEST_DATABASE_NAME=TEST_DATABASE,
-        SECRET_KEY=os.environ.get("SECRET_KEY", "through-pgbouncer"),
     )
     command = [
         sys.executable,

@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
 from domain import audit_partitions as partitions
 from domain.audit_partitions import Month
+from domain.migration_ops import refuse_transaction_pooling
 
 DEFAULT_AHEAD = 3
 
@@ -69,6 +71,12 @@ class Command(BaseCommand):
                 "--drop needs a retention: --retention-months or AUDIT_LOG_RETENTION_MONTHS."
             )
         using: str = options["database"]
+        try:
+            # A session advisory lock and lock_timeout across statements, and DETACH
+            # CONCURRENTLY outside a transaction.
+            refuse_transaction_pooling("manage_audit_partitions")
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from error
         try:
             with partitions.exclusive_run(using) as acquired:
                 if not acquired:

@@ -60,14 +60,10 @@ class StrictFilterSet(django_filters.FilterSet):
     """
 
     base_filters: ClassVar[dict[str, filters.Filter]]
-    _data_keys: ClassVar[dict[str, str] | None] = None
 
     @classmethod
     def data_keys(cls) -> dict[str, str]:
         """Return {accepted data key: filter name}, including range suffixes (price_min)."""
-        cached = cls.__dict__.get("_data_keys")
-        if cached is not None:
-            return cached
         keys: dict[str, str] = {}
         for name, declared in cls.base_filters.items():
             widget = declared.field.widget
@@ -77,7 +73,6 @@ class StrictFilterSet(django_filters.FilterSet):
                     keys[widget.suffixed(name, suffix)] = name
             else:
                 keys[name] = name
-        cls._data_keys = keys
         return keys
 
     @classmethod

@@ -12,11 +12,11 @@ database `<TEST_DATABASE_NAME or test_mutation>_<module>`, one per pair. Then a 
 mutants, killed, survived and score per module, and the names of the mutants that were
 not killed (`--diffs` prints each one's diff too).
 
-The score is killed / (mutants - excluded); timeouts and every other outcome but
-"killed" count against it. A mutant is excluded only when its sole change is inside a
-string literal that the pair's `messages` lists (error and log message text, never a
-key, lookup or SQL); excluded mutants are listed. Exit status 1 when any module scores
-below THRESHOLD, 2 on a usage or mutmut error.
+The score is killed / (mutants - excluded); timeouts, "no tests" (no test of the file runs
+the mutated function) and every other outcome but "killed" count against it. A mutant is
+excluded only when its sole change is inside a string literal that the pair's `messages`
+lists (error and log message text, never a key, lookup or SQL); excluded mutants are listed.
+Exit status 1 when any module scores below THRESHOLD, 2 on a usage or mutmut error.
 
 Not part of `make test` or CI: a module takes minutes. `--keep` leaves the copies for
 `mutmut show <name>` / `mutmut browse` inside them and prints where they are.
@@ -289,20 +289,20 @@ def drop_database(copy: Path, environment: dict[str, str], database: str) -> Non
 
 def report(outcomes: list[Outcome], *, diffs: bool) -> None:
     out = sys.stdout
-    header = f"{'module':<15}{'mutants':>9}{'excluded':>10}{'killed':>8}{'survived':>10}"
-    out.write(f"\n{header}{'other':>7}{'score':>9}\n")
+    columns = ("killed", "survived", "timeout", "no tests")
+    out.write(f"\n{'module':<15}{'mutants':>9}{'excluded':>10}")
+    out.write("".join(f"{column:>10}" for column in columns) + f"{'other':>7}{'score':>9}\n")
     for outcome in outcomes:
         statuses = Counter(
             status
             for mutant, status in outcome.status_by_mutant.items()
             if mutant not in outcome.excluded
         )
-        survived = statuses["survived"]
-        other = outcome.counted - outcome.killed - survived
-        out.write(
-            f"{outcome.name:<15}{len(outcome.status_by_mutant):>9}{len(outcome.excluded):>10}"
-            f"{outcome.killed:>8}{survived:>10}{other:>7}{outcome.score:>8.1f}%\n"
-        )
+        other = outcome.counted - sum(statuses[column] for column in columns)
+        out.write(f"{outcome.name:<15}{len(outcome.status_by_mutant):>9}")
+        out.write(f"{len(outcome.excluded):>10}")
+        out.write("".join(f"{statuses[column]:>10}" for column in columns))
+        out.write(f"{other:>7}{outcome.score:>8.1f}%\n")
     for outcome in outcomes:
         for title, names in (("not killed", outcome.not_killed), ("excluded", outcome.excluded)):
             if not names:

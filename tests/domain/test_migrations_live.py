@@ -226,7 +226,7 @@ def test_a_non_atomic_migration_refuses_to_run_behind_transaction_pooling():
     """Its SET/RESET and CREATE INDEX CONCURRENTLY need one session: behind PgBouncer in
     transaction mode the SET would land on some server session and stay there."""
     migration = MigrationLoader(connection).get_migration("domain", "0003_secondary_indexes")
-    assert not migration.atomic
+    assert isinstance(migration, migration_ops.Migration) and not migration.atomic
     with (
         override_settings(REPOSITORIES={"TRANSACTION_POOLING": True}),
         connection.schema_editor(atomic=False) as editor,

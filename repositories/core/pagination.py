@@ -191,7 +191,8 @@ def decode_cursor(cursor: object, fingerprint: str, keys: Sequence[SortKey]) -> 
     try:
         # zip(strict=True) is the check that the cursor holds one value per key.
         return [_decoded(key, raw) for key, raw in zip(keys, data["k"], strict=True)]
-    except (DjangoValidationError, TypeError, ValueError):
+    except (DjangoValidationError, TypeError, ValueError, ArithmeticError):
+        # ArithmeticError: decimal.InvalidOperation from a field's to_python.
         raise _refused(_MALFORMED_CURSOR) from None
 
 

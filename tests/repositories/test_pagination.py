@@ -484,6 +484,19 @@ def test_keyset_compares_values_as_the_sort_field_stores_them():
     assert list(Gadget._default_manager.filter(condition)) == [gadgets[2]]
 
 
+def test_a_cursor_value_its_field_cannot_convert_is_refused_typed():
+    """A custom field's value goes into the cursor as str(value) and comes back through
+    the field's to_python, as with Django's serializers; where that does not round-trip
+    (Money's str() is its repr, and to_python raises decimal.InvalidOperation on it) the
+    cursor is refused with the layer's error, not the field's exception."""
+    keys = (SortKey(Gadget._meta.get_field("price"), False), SortKey(Gadget._meta.pk, False))
+    fingerprint = "f"
+    cursor = encode_cursor([Money(Decimal("2.00")), 7], fingerprint)
+    with pytest.raises(InvalidQueryError) as caught:
+        decode_cursor(cursor, fingerprint, keys)
+    assert caught.value.errors == {"after": ["Malformed cursor."]}
+
+
 @pytest.mark.django_db
 def test_cursor_page_loads_relations_in_one_query(django_assert_num_queries):
     ProductFactory.create_batch(4)

@@ -12,7 +12,12 @@ import psycopg
 from django.apps import apps
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import DataError as DjangoDataError
 from django.db import Error as DjangoDatabaseError
+from django.db import IntegrityError as DjangoIntegrityError
+from django.db import InterfaceError as DjangoInterfaceError
+from django.db import OperationalError as DjangoOperationalError
+from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import F
 
 from repositories.core.errors import (
@@ -33,6 +38,20 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 #: SQLSTATEs (or classes, as two-character prefixes) meaning the connection is gone.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25P03"})
 _UNAVAILABLE_CLASSES = frozenset({"08"})
+#: Without a SQLSTATE, these mean a closed connection, a failed connect or an exhausted pool.
+_UNAVAILABLE_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    DjangoOperationalError,
+    DjangoInterfaceError,
+)
+#: Without a SQLSTATE, these mean a value the database refused.
+_INVALID_DATA_ERRORS = (
+    psycopg.IntegrityError,
+    psycopg.DataError,
+    DjangoIntegrityError,
+    DjangoDataError,
+)
 
 #: The exception types `translate_errors` converts.
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (DjangoDatabaseError, psycopg.Error)
@@ -62,9 +81,8 @@ def _psycopg_error(exc: BaseException) -> psycopg.Error | None:
 def sqlstate_of(exc: BaseException) -> str | None:
     """Return the SQLSTATE of the psycopg error behind `exc` (Django wraps it), if any."""
     for item in _chain(exc):
-        state = getattr(item, "sqlstate", None)
-        if isinstance(state, str) and state:
-            return state
+        if isinstance(item, psycopg.Error) and item.sqlstate:
+            return item.sqlstate
     return None
 
 
@@ -74,11 +92,9 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def _diag(exc: BaseException, attribute: str) -> str | None:
+    """Return a field of the server's report (psycopg's `diag`; None where it has none)."""
     error = _psycopg_error(exc)
-    if error is None:
-        return None
-    value = getattr(error.diag, attribute, None)
-    return value if isinstance(value, str) and value else None
+    return None if error is None else getattr(error.diag, attribute)
 
 
 def constraint_name_of(exc: BaseException) -> str | None:
@@ -102,30 +118,35 @@ def _field_for_column(model: Any, column: str) -> str:
     return column
 
 
+def _field_name(path: str) -> str:
+    """Return the field a lookup path such as "price__gte" or "value__on_call" starts from."""
+    return path.partition(LOOKUP_SEP)[0]
+
+
 def _expression_fields(expression: Any) -> list[str]:
-    """Return the field names an index expression such as Lower("email") reads."""
-    names: list[str] = []
-    for node in expression.flatten():
-        name = getattr(node, "name", None) if isinstance(node, F) else None
-        if isinstance(name, str) and name not in names:
-            names.append(name)
-    return names
+    """Return the field names a constraint expression reads: Lower("email"), F("sku"),
+    "sku", or an ExclusionConstraint's (expression, operator) pair."""
+    if isinstance(expression, tuple | list):
+        expression = expression[0]
+    if isinstance(expression, str):
+        expression = F(expression)
+    nodes = expression.flatten() if hasattr(expression, "flatten") else [expression]
+    return [_field_name(node.name) for node in nodes if isinstance(node, F)]  # type: ignore[attr-defined]
 
 
 def _constraint_fields(model: Any, name: str | None) -> list[str] | None:
-    """Return the field names of the unique/check constraint `name` declared on `model`."""
+    """Return the field names of the unique/check/exclusion constraint `name` on `model`."""
     if model is None or not name:
         return None
-    for constraint in [*model._meta.constraints, *model._meta.indexes]:
-        if getattr(constraint, "name", None) != name:
+    for constraint in model._meta.constraints:
+        if constraint.name != name:
             continue
-        fields = list(getattr(constraint, "fields", ()) or ())
-        for expression in getattr(constraint, "expressions", ()) or ():
+        if isinstance(constraint, models.CheckConstraint):
+            return _q_fields(constraint.condition)
+        fields = list(getattr(constraint, "fields", ()))  # an exclusion has none
+        for expression in getattr(constraint, "expressions", ()):
             fields.extend(f for f in _expression_fields(expression) if f not in fields)
-        condition = getattr(constraint, "condition", None)
-        if not fields and isinstance(constraint, models.CheckConstraint):
-            fields = _q_fields(condition)
-        return [f.split("__", 1)[0].split(".", 1)[0] for f in fields]
+        return fields
     for field in model._meta.concrete_fields:
         # PostgreSQL names the constraint behind `unique=True` "<table>_<column>_key" (or a
         # Django-generated "<table>_<column>_<hash>_uniq").
@@ -135,25 +156,26 @@ def _constraint_fields(model: Any, name: str | None) -> list[str] | None:
 
 
 def _q_fields(condition: Any) -> list[str]:
+    """Return the fields a check's condition compares, in order: Q(a__gt=F("b")) → [a, b]."""
     names: list[str] = []
-    stack = [condition]
+    stack: list[Any] = [condition]
     while stack:
         node = stack.pop()
         if isinstance(node, models.Q):
             stack.extend(reversed(node.children))
-        elif isinstance(node, tuple) and node and isinstance(node[0], str):
-            name = node[0].split("__", 1)[0]
-            if name not in names:
-                names.append(name)
-            other = getattr(node[1], "name", None) if isinstance(node[1], F) else None
-            if isinstance(other, str) and other not in names:
-                names.append(other)
+        elif isinstance(node, tuple):  # (lookup, value); other children are expressions
+            lookup, value = node
+            paths = [lookup, value.name] if isinstance(value, F) else [lookup]  # type: ignore[attr-defined]
+            for path in paths:
+                name = _field_name(path)
+                if name not in names:
+                    names.append(name)
     return names
 
 
 def _detail_fields(model: Any, detail: str | None) -> list[str]:
     """Return the fields named in a detail like 'Key (lower(email::text))=(a@b.c) ...'."""
-    match = _KEY_DETAIL.search(detail or "")
+    match = _KEY_DETAIL.search(detail) if detail else None
     if match is None:
         return []
     fields: list[str] = []
@@ -170,7 +192,7 @@ def _check_message(model: Any, constraint: str | None, primary: str | None) -> s
     if model is not None and constraint:
         for candidate in model._meta.constraints:
             if candidate.name == constraint and isinstance(candidate, models.CheckConstraint):
-                message = str(candidate.violation_error_message or "")
+                message = str(candidate.violation_error_message)  # Django's default if unset
                 if message and "%(name)s" not in message:
                     return message
                 return f"breaks the rule {constraint}"
@@ -186,12 +208,13 @@ def _conflict(exc: BaseException, model: Any, state: str) -> ConflictError:
         target, _diag(exc, "message_detail")
     )
     entity = target._meta.model_name if target is not None else "row"
+    named = f" ({constraint})" if constraint else ""
     if state == "23P01":
-        message = f"{entity} overlaps an existing row ({constraint})"
+        message = f"{entity} overlaps an existing row{named}"
     elif fields:
         message = f"a {entity} with this {', '.join(fields)} already exists"
     else:
-        message = f"a {entity} with these values already exists ({constraint})"
+        message = f"a {entity} with these values already exists{named}"
     return ConflictError(message, fields=fields, constraint=constraint)
 
 
@@ -204,7 +227,8 @@ def _integrity(exc: BaseException, model: Any, state: str) -> ValidationError:
         field = _field_for_column(target, column) if column else "__all__"
         return ValidationError({field: ["This field cannot be null."]})
     if state == "23503":
-        detail = _diag(exc, "message_detail") or ""
+        # "" stands for no detail; any text without the phrases below reads the same.
+        detail = _diag(exc, "message_detail") or ""  # pragma: no mutate
         fields = _detail_fields(target, detail) or ["__all__"]
         if "still referenced" in detail:
             referrer = re.search(r'from table "(?P<table>[^"]+)"', detail)
@@ -224,15 +248,7 @@ def _integrity(exc: BaseException, model: Any, state: str) -> ValidationError:
 def _is_unavailable(exc: BaseException, state: str | None) -> bool:
     if state is not None:
         return state in _UNAVAILABLE_SQLSTATES or state[:2] in _UNAVAILABLE_CLASSES
-    # Without a SQLSTATE: a closed connection, a failed connect or an exhausted pool.
-    for item in _chain(exc):
-        if isinstance(item, psycopg.OperationalError | psycopg.InterfaceError):
-            return True
-        if type(item).__name__ in {"OperationalError", "InterfaceError"} and isinstance(
-            item, DjangoDatabaseError
-        ):
-            return True
-    return False
+    return any(isinstance(item, _UNAVAILABLE_ERRORS) for item in _chain(exc))
 
 
 def translate(exc: BaseException, *, model: Any = None, reading: bool = False) -> RepositoryError:
@@ -274,7 +290,7 @@ def _translate(exc: BaseException, model: Any) -> RepositoryError:
     if _is_unavailable(exc, state):
         return DatabaseUnavailableError(f"database unavailable: {primary}")
     if state is None and isinstance(exc, models.ProtectedError | models.RestrictedError):
-        return ValidationError({"__all__": [str(exc.args[0]) if exc.args else primary]})
+        return ValidationError({"__all__": [str(exc.args[0])]})  # (message, objects)
     if state is None and _is_integrity_or_data(exc):
         return ValidationError({"__all__": [primary]})
     suffix = f" (SQLSTATE {state})" if state else ""
@@ -282,11 +298,7 @@ def _translate(exc: BaseException, model: Any) -> RepositoryError:
 
 
 def _is_integrity_or_data(exc: BaseException) -> bool:
-    return any(
-        isinstance(item, psycopg.IntegrityError | psycopg.DataError)
-        or type(item).__name__ in {"IntegrityError", "DataError"}
-        for item in _chain(exc)
-    )
+    return any(isinstance(item, _INVALID_DATA_ERRORS) for item in _chain(exc))
 
 
 def discard_broken_connection(using: str = DEFAULT_DB_ALIAS) -> None:
@@ -333,11 +345,11 @@ def raise_typed(
     exc: BaseException, *, model: Any = None, using: str = DEFAULT_DB_ALIAS, reading: bool = False
 ) -> None:
     """Raise the RepositoryError for database error `exc` (chained), discarding the
-    connection `using` when it broke."""
-    if is_retryable(exc):
-        # Typed either way; an enclosing `transactional` still retries it, as the
-        # SQLSTATE travels in `__cause__` (see is_retryable).
-        raise TransactionConflictError(1) from exc
+    connection `using` when it broke.
+
+    Serialization failures and deadlocks become TransactionConflictError(1); an enclosing
+    `transactional` still retries them, as the SQLSTATE travels in `__cause__`.
+    """
     error = translate(exc, model=model, reading=reading)
     if isinstance(error, DatabaseUnavailableError):
         discard_broken_connection(using)

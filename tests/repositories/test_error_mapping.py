@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 
@@ -9,15 +10,30 @@ import psycopg
 import psycopg.errors as pg
 import psycopg_pool
 import pytest
-from django.db import DataError, IntegrityError, InterfaceError, OperationalError, connection
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+)
 from django.db import ProgrammingError as DjangoProgrammingError
+from django.db import models as dj_models
 from django.db import transaction as django_transaction
 from django.db.models import F, ProtectedError
+from django.db.models.functions import Lower
 
-from domain.models import AuditLog, Category, Product, User, UserSession
+from domain.models import AuditLog, Category, Product, SystemConfig, User, UserSession
+from repositories.core import error_mapping
 from repositories.core.error_mapping import (
+    _chain,
+    constraint_name_of,
     discard_broken_connection,
     is_retryable,
+    raise_typed,
     sqlstate_of,
     translate,
     translate_errors,
@@ -29,6 +45,7 @@ from repositories.errors import (
     InvalidQueryError,
     NotFoundError,
     QueryTimeoutError,
+    ReadOnlyDatabaseError,
     RepositoryError,
     TransactionConflictError,
     ValidationError,
@@ -37,6 +54,7 @@ from tests.factories import (
     AuditLogFactory,
     CategoryFactory,
     ProductFactory,
+    SystemConfigFactory,
     UserFactory,
     UserSessionFactory,
 )
@@ -52,6 +70,15 @@ def wrapped(django_class: type[Exception], pg_error: Exception) -> Exception:
             raise django_class(str(exc)) from exc
     except django_class as outer:
         return outer
+
+
+def diagnosed(error_class: type[psycopg.Error], message: str, **diag: str | None) -> psycopg.Error:
+    """Return a psycopg error whose `diag` holds `diag` (as the server would fill it; the
+    fields it leaves out are None, as psycopg reports a field the server did not send)."""
+    names = ("constraint_name", "table_name", "column_name", "message_primary", "message_detail")
+    details = type("Diag", (), {**dict.fromkeys(names), **diag})()
+    subclass = type(error_class.__name__, (error_class,), {"diag": property(lambda _: details)})
+    return subclass(message)
 
 
 # --- pure units ----------------------------------------------------------------------------
@@ -98,6 +125,15 @@ def wrapped(django_class: type[Exception], pg_error: Exception) -> Exception:
         (wrapped(DataError, psycopg.DataError("NUL bytes")), ValidationError),
         (wrapped(DjangoProgrammingError, pg.UndefinedTable("no table")), RepositoryError),
         (wrapped(DjangoProgrammingError, pg.InsufficientPrivilege("append-only")), RepositoryError),
+        (wrapped(OperationalError, pg.ReadOnlySqlTransaction("read-only")), ReadOnlyDatabaseError),
+        # psycopg's OperationalError class, but a SQLSTATE (53100) of a live connection.
+        (wrapped(OperationalError, pg.DiskFull("could not extend file")), RepositoryError),
+        # Without any SQLSTATE, Django's own class decides.
+        (OperationalError("server closed the connection unexpectedly"), DatabaseUnavailableError),
+        (IntegrityError("refused"), ValidationError),
+        (DataError("refused"), ValidationError),
+        (psycopg.DataError("NUL bytes"), ValidationError),
+        (DatabaseError("something else"), RepositoryError),
     ],
 )
 def test_translate_classifies_by_sqlstate(error, expected):
@@ -109,6 +145,61 @@ def test_translate_reports_timeout_kind():
     statement = translate(wrapped(OperationalError, pg.QueryCanceled("x")))
     lock = translate(wrapped(OperationalError, pg.LockNotAvailable("x")))
     assert (statement.kind, lock.kind) == ("statement", "lock")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (pg.QueryCanceled("canceling statement"), "statement timeout: canceling statement"),
+        (pg.LockNotAvailable("could not obtain lock"), "lock timeout: could not obtain lock"),
+        (
+            pg.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"),
+            "read-only database: cannot execute INSERT in a read-only transaction",
+        ),
+        (
+            pg.AdminShutdown("terminating connection due to administrator command"),
+            "database unavailable: terminating connection due to administrator command",
+        ),
+    ],
+)
+def test_translate_messages_keep_the_server_reason(error, message):
+    assert str(translate(wrapped(OperationalError, error))) == message
+
+
+def test_translate_prefers_the_primary_message_of_the_server_report():
+    error = diagnosed(
+        pg.FeatureNotSupported,
+        "cannot do that\nDETAIL:  a long explanation",
+        message_primary="cannot do that",
+    )
+    assert str(translate(error)) == "database error (SQLSTATE 0A000): cannot do that"
+    # Nothing to quote at all: the error's class names it.
+    assert str(translate(pg.FeatureNotSupported())) == (
+        "database error (SQLSTATE 0A000): FeatureNotSupported"
+    )
+
+
+def test_translate_without_a_sqlstate_names_no_sqlstate():
+    assert str(translate(DatabaseError("something else"))) == "database error: something else"
+    refused = translate(IntegrityError("refused"))
+    assert refused.errors == {"__all__": ["refused"]}  # type: ignore[attr-defined]
+
+
+def test_translate_protected_error_keeps_its_message():
+    error = translate(ProtectedError("cannot delete: referenced by 2 orders", set()))
+    assert error.errors == {"__all__": ["cannot delete: referenced by 2 orders"]}  # type: ignore[attr-defined]
+
+
+def test_translate_serialization_failure_is_one_attempt():
+    error = translate(wrapped(OperationalError, pg.SerializationFailure("retry")))
+    assert isinstance(error, TransactionConflictError)
+    assert error.attempts == 1
+
+
+def test_translate_does_not_exist_without_a_model_names_an_object():
+    error = translate(ObjectDoesNotExist())
+    assert isinstance(error, NotFoundError)
+    assert (error.entity, error.key) == ("object", None)
 
 
 def test_translate_returns_repository_errors_unchanged():
@@ -165,6 +256,14 @@ def test_translate_errors_passes_reading_through():
     assert type(writing.value) is ValidationError
 
 
+def test_chain_yields_each_exception_once_even_when_they_form_a_cycle():
+    first, second = RuntimeError("first"), RuntimeError("second")
+    first.__context__ = second
+    second.__cause__ = first
+    assert list(itertools.islice(_chain(first), 5)) == [first, second]
+    assert sqlstate_of(first) is None  # and a walk for a SQLSTATE ends
+
+
 def test_sqlstate_of_walks_causes_and_contexts_without_looping():
     inner = pg.UniqueViolation("dup")
     outer = RuntimeError("outer")
@@ -215,6 +314,44 @@ def test_translate_errors_works_as_a_decorator():
     assert fail.__name__ == "fail"
 
 
+def test_translate_errors_names_fields_from_its_model_when_the_server_names_no_table():
+    duplicate = diagnosed(pg.UniqueViolation, "dup", constraint_name="products_sku_live_uniq")
+    with pytest.raises(ConflictError) as caught, translate_errors(Product):
+        raise wrapped(IntegrityError, duplicate)
+    assert str(caught.value) == "a product with this sku already exists"
+    assert caught.value.fields == ("sku",)
+    null = diagnosed(pg.NotNullViolation, "null", column_name="category_id")
+    assert translate(null, model=Product).errors == {  # type: ignore[attr-defined]
+        "category": ["This field cannot be null."]
+    }
+
+
+def test_translate_errors_discards_the_connection_of_its_own_alias(monkeypatch):
+    discarded: list[str] = []
+    monkeypatch.setattr(error_mapping, "discard_broken_connection", discarded.append)
+    with pytest.raises(DatabaseUnavailableError), translate_errors(using="replica_0"):
+        raise wrapped(OperationalError, pg.AdminShutdown("bye"))
+    assert discarded == ["replica_0"]
+
+
+def test_raise_typed_treats_the_error_as_a_write_unless_told_otherwise():
+    error = wrapped(DataError, pg.InvalidTextRepresentation("bad text"))
+    with pytest.raises(RepositoryError) as written:
+        raise_typed(error)
+    with pytest.raises(RepositoryError) as read:
+        raise_typed(error, reading=True)
+    assert type(written.value) is ValidationError
+    assert type(read.value) is InvalidQueryError
+    assert written.value.__cause__ is error
+
+
+def test_constraint_name_of_reads_the_server_report():
+    error = diagnosed(pg.UniqueViolation, "dup", constraint_name="products_sku_live_uniq")
+    assert constraint_name_of(wrapped(IntegrityError, error)) == "products_sku_live_uniq"
+    assert constraint_name_of(wrapped(IntegrityError, pg.UniqueViolation("dup"))) is None
+    assert constraint_name_of(KeyError("not a database error")) is None
+
+
 # --- real database errors ------------------------------------------------------------------
 
 
@@ -238,14 +375,17 @@ def test_real_unique_violation_names_field_and_constraint():
     assert isinstance(error, ConflictError)
     assert (error.fields, error.constraint) == (("sku",), "products_sku_live_uniq")
     assert str(error) == "a product with this sku already exists"
+    assert error.__cause__ is not None
+    assert constraint_name_of(error.__cause__) == "products_sku_live_uniq"
 
 
-def diagnosed(error_class: type[psycopg.Error], message: str, **diag: str | None) -> psycopg.Error:
-    """Return a psycopg error whose `diag` holds `diag` (as the server would fill it)."""
-    fields = {"constraint_name": None, "table_name": None, "message_detail": None, **diag}
-    details = type("Diag", (), fields)()
-    subclass = type(error_class.__name__, (error_class,), {"diag": property(lambda _: details)})
-    return subclass(message)
+@pytest.mark.django_db
+def test_real_unique_violation_of_a_unique_field_names_it():
+    SystemConfigFactory.create(key="taken")
+    error = raise_in_savepoint(lambda: SystemConfig.objects.create(key="taken"))
+    assert isinstance(error, ConflictError)
+    assert (error.fields, error.constraint) == (("key",), "system_config_key_key")
+    assert str(error) == "a systemconfig with this key already exists"
 
 
 def test_conflict_error_messages_name_the_model_and_fields():
@@ -278,6 +418,155 @@ def test_conflict_error_messages_name_the_model_and_fields():
     )
 
 
+def test_conflict_error_without_a_constraint_name_says_no_none():
+    duplicate = translate(wrapped(IntegrityError, pg.UniqueViolation("dup")))
+    overlap = translate(wrapped(IntegrityError, pg.ExclusionViolation("overlap")))
+    assert str(duplicate) == "a row with these values already exists"
+    assert str(overlap) == "row overlaps an existing row"
+    assert duplicate.constraint is None  # type: ignore[attr-defined]
+
+
+def test_conflict_fields_from_the_detail_are_field_names_not_columns():
+    error = diagnosed(
+        pg.UniqueViolation,
+        "duplicate key value violates unique constraint",
+        constraint_name="products_category_name_uniq",
+        table_name="products",
+        message_detail="Key (category_id, lower(name::text))=(7, shoe) already exists.",
+    )
+    assert translate(error).fields == ("category", "name")  # type: ignore[attr-defined]
+
+
+def unique_without_detail(constraint: str, table: str) -> RepositoryError:
+    """Translate a unique violation whose report has no `Key (...)=(...)` detail (the server
+    leaves it out when the role may not read the values)."""
+    error = diagnosed(
+        pg.UniqueViolation,
+        "duplicate key value violates unique constraint",
+        constraint_name=constraint,
+        table_name=table,
+    )
+    return translate(wrapped(IntegrityError, error))
+
+
+def test_conflict_fields_come_from_the_declared_constraint_without_a_detail():
+    email = unique_without_detail("users_email_live_uniq", "users")  # UniqueConstraint(Lower(..))
+    assert email.fields == ("email",)  # type: ignore[attr-defined]
+    assert str(email) == "a user with this email already exists"
+    key = unique_without_detail("system_config_key_key", "system_config")  # unique=True
+    assert key.fields == ("key",)  # type: ignore[attr-defined]
+    assert str(key) == "a systemconfig with this key already exists"
+    # No unique=True field behind these names: not the non-unique name, not the primary key.
+    assert unique_without_detail("products_name_key", "products").fields == ()  # type: ignore[attr-defined]
+    assert unique_without_detail("products_ident_key", "products").fields == ()  # type: ignore[attr-defined]
+
+
+class ExternalUnique(dj_models.BaseConstraint):
+    """A constraint kind of another library, declaring neither fields nor expressions."""
+
+
+class Booking(dj_models.Model):
+    """A model this project does not have, for the constraint kinds the domain does not use
+    (F() and plain-name expressions, exclusions, custom messages, nested lookups)."""
+
+    room = dj_models.CharField(max_length=20)
+    starts_at = dj_models.DateTimeField()
+    ends_at = dj_models.DateTimeField()
+    price = dj_models.IntegerField()
+
+    class Meta:
+        app_label = "tests_error_mapping"
+        managed = False
+        db_table = "tests_bookings"
+        constraints = [
+            dj_models.UniqueConstraint(F("room"), Lower("starts_at"), name="bookings_slot_uniq"),
+            ExternalUnique(name="bookings_external_uniq"),
+            ExclusionConstraint(
+                name="bookings_no_overlap",
+                expressions=[("room", "="), (F("starts_at"), "&&")],
+            ),
+            dj_models.CheckConstraint(
+                condition=dj_models.Q(price__gte=0),
+                name="bookings_price_ok",
+                violation_error_message="A booking cannot cost less than nothing.",
+            ),
+            dj_models.CheckConstraint(
+                condition=dj_models.Q(ends_at__date__gte=F("starts_at__date")),
+                name="bookings_ends_after_start",
+            ),
+        ]
+
+
+def test_conflict_fields_of_f_expressions_and_exclusion_constraints():
+    slot = diagnosed(pg.UniqueViolation, "dup", constraint_name="bookings_slot_uniq")
+    overlap = diagnosed(pg.ExclusionViolation, "overlap", constraint_name="bookings_no_overlap")
+    assert translate(slot, model=Booking).fields == ("room", "starts_at")  # type: ignore[attr-defined]
+    overlapping = translate(overlap, model=Booking)
+    assert overlapping.fields == ("room", "starts_at")  # type: ignore[attr-defined]
+    assert str(overlapping) == "booking overlaps an existing row (bookings_no_overlap)"
+    external = diagnosed(pg.UniqueViolation, "dup", constraint_name="bookings_external_uniq")
+    assert str(translate(external, model=Booking)) == (
+        "a booking with these values already exists (bookings_external_uniq)"
+    )
+
+
+def test_check_violation_messages_and_fields_of_declared_checks():
+    def check(constraint: str) -> RepositoryError:
+        error = diagnosed(
+            pg.CheckViolation,
+            "new row violates check constraint",
+            constraint_name=constraint,
+            message_primary=f'new row for relation "tests_bookings" violates check constraint '
+            f'"{constraint}"',
+        )
+        return translate(wrapped(IntegrityError, error), model=Booking)
+
+    assert check("bookings_price_ok").errors == {  # type: ignore[attr-defined]
+        "price": ["A booking cannot cost less than nothing."]
+    }
+    assert check("bookings_ends_after_start").errors == {  # type: ignore[attr-defined]
+        "ends_at": ["breaks the rule bookings_ends_after_start"],
+        "starts_at": ["breaks the rule bookings_ends_after_start"],
+    }
+    # No report at all: nothing to name.
+    assert translate(wrapped(IntegrityError, pg.CheckViolation("check"))).errors == {  # type: ignore[attr-defined]
+        "__all__": ["invalid value"]
+    }
+
+
+def test_not_null_violation_without_a_column_is_about_the_row():
+    error = translate(wrapped(IntegrityError, pg.NotNullViolation("null")))
+    assert error.errors == {"__all__": ["This field cannot be null."]}  # type: ignore[attr-defined]
+
+
+def test_foreign_key_violation_without_a_detail_still_says_what_happened():
+    missing = translate(wrapped(IntegrityError, pg.ForeignKeyViolation("fk")))
+    assert missing.errors == {  # type: ignore[attr-defined]
+        "__all__": ["refers to a row missing from the referenced table"]
+    }
+    referenced = diagnosed(
+        pg.ForeignKeyViolation, "fk", message_detail="Key (id)=(7) is still referenced."
+    )
+    assert translate(referenced).errors == {  # type: ignore[attr-defined]
+        "__all__": ["the row is still referenced from another table"]
+    }
+
+
+def test_other_data_errors_name_the_column_the_server_reports():
+    too_long = diagnosed(
+        pg.StringDataRightTruncation,
+        "value too long",
+        message_primary="value too long for type character(3)",
+        table_name="products",
+        column_name="category_id",
+    )
+    assert translate(too_long).errors == {  # type: ignore[attr-defined]
+        "category": ["value too long for type character(3)"]
+    }
+    bare = wrapped(DataError, pg.StringDataRightTruncation("value too long"))
+    assert translate(bare).errors == {"__all__": ["value too long"]}  # type: ignore[attr-defined]
+
+
 @pytest.mark.django_db
 def test_real_unique_violation_on_lower_email_index_names_email():
     UserFactory.create(email="Same@example.com")
@@ -308,8 +597,19 @@ def test_real_check_violation_names_field():
     product = ProductFactory.create()
     error = raise_in_savepoint(lambda: Product.objects.filter(pk=product.pk).update(price=-1))
     assert isinstance(error, ValidationError)
-    assert list(error.errors) == ["price"]
-    assert "products_price_non_negative" in error.errors["price"][0]
+    assert error.errors == {"price": ["breaks the rule products_price_non_negative"]}
+
+
+@pytest.mark.django_db
+def test_real_check_violation_on_a_table_without_model_names_the_rule():
+    def insert_negative() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE scratch (amount int CHECK (amount >= 0))")
+            cursor.execute("INSERT INTO scratch VALUES (-1)")
+
+    error = raise_in_savepoint(insert_negative)
+    assert isinstance(error, ValidationError)
+    assert error.errors == {"__all__": ["breaks the rule scratch_amount_check"]}
 
 
 @pytest.mark.django_db
@@ -393,6 +693,7 @@ def test_real_statement_timeout_is_a_query_timeout():
     error = raise_in_savepoint(slow)
     assert isinstance(error, QueryTimeoutError)
     assert error.kind == "statement"
+    assert str(error) == "statement timeout: canceling statement due to statement timeout"
 
 
 def _blocker() -> psycopg.Connection:
@@ -415,6 +716,7 @@ def test_repository_write_waiting_on_a_lock_raises_query_timeout(timeouts, kind)
         with pytest.raises(QueryTimeoutError) as caught, atomic(**timeouts):
             SampleProductRepository().update(product.pk, {"name": "late"})
         assert caught.value.kind == kind
+        assert str(caught.value).startswith(f"{kind} timeout: ")
     finally:
         blocker.rollback()
         blocker.close()
@@ -489,28 +791,6 @@ def test_real_error_on_a_table_without_model_names_the_column():
     error = raise_in_savepoint(insert_null)
     assert isinstance(error, ValidationError)
     assert error.errors == {"label": ["This field cannot be null."]}
-
-
-def test_check_message_prefers_a_custom_violation_message():
-    from django.db import models as dj_models
-
-    from repositories.core.error_mapping import _check_message
-
-    class Meta:
-        constraints = [
-            dj_models.CheckConstraint(
-                condition=dj_models.Q(price__gte=0),
-                name="price_ok",
-                violation_error_message="Price cannot be negative.",
-            )
-        ]
-
-    class FakeModel:
-        _meta = Meta
-
-    assert _check_message(FakeModel, "price_ok", None) == "Price cannot be negative."
-    assert _check_message(None, None, "boom") == "boom"
-    assert _check_message(None, "rule", None) == "breaks the rule rule"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -351,6 +351,15 @@ def raise_typed(
     `transactional` still retries them, as the SQLSTATE travels in `__cause__`.
     """
     error = translate(exc, model=model, reading=reading)
+    if type(error) is RepositoryError and _connection_broken(using):
+        # No SQLSTATE to go by, but the connection is gone: e.g. psycopg's "received 2
+        # results from command 'COMMIT'" when PgBouncer reports the server session lost.
+        error = DatabaseUnavailableError(f"database unavailable: {str(exc).strip()}")
     if isinstance(error, DatabaseUnavailableError):
         discard_broken_connection(using)
     raise error from exc
+
+
+def _connection_broken(using: str) -> bool:
+    raw = connections[using].connection
+    return raw is not None and bool(raw.broken)

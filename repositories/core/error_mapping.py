@@ -19,6 +19,7 @@ from django.db import InterfaceError as DjangoInterfaceError
 from django.db import OperationalError as DjangoOperationalError
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.expressions import F
+from django.utils.connection import ConnectionDoesNotExist
 
 from repositories.core.errors import (
     ConflictError,
@@ -326,8 +327,16 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
         self.model = model
         self.using = using
         self.reading = reading
+        self._entered_with: Any = None
+
+    def _recreate_cm(self) -> translate_errors:
+        # A fresh instance for each decorated call: `_entered_with` is per block.
+        return translate_errors(self.model, using=self.using, reading=self.reading)
 
     def __enter__(self) -> translate_errors:
+        # The connection the block starts with: Django may close it (a failed COMMIT's
+        # rollback) before the error gets here.
+        self._entered_with = _driver_connection(self.using)
         return self
 
     def __exit__(
@@ -338,20 +347,32 @@ class translate_errors(ContextDecorator):  # lower case: used like a function
     ) -> None:
         if exc is None or not isinstance(exc, DATABASE_ERRORS):
             return
-        raise_typed(exc, model=self.model, using=self.using, reading=self.reading)
+        raise_typed(
+            exc,
+            model=self.model,
+            using=self.using,
+            reading=self.reading,
+            connection_used=self._entered_with,
+        )
 
 
 def raise_typed(
-    exc: BaseException, *, model: Any = None, using: str = DEFAULT_DB_ALIAS, reading: bool = False
+    exc: BaseException,
+    *,
+    model: Any = None,
+    using: str = DEFAULT_DB_ALIAS,
+    reading: bool = False,
+    connection_used: Any = None,
 ) -> None:
     """Raise the RepositoryError for database error `exc` (chained), discarding the
-    connection `using` when it broke.
+    connection `using` when it broke. `connection_used`: the driver connection the failed
+    work ran on, when Django may have closed it since.
 
     Serialization failures and deadlocks become TransactionConflictError(1); an enclosing
     `transactional` still retries them, as the SQLSTATE travels in `__cause__`.
     """
     error = translate(exc, model=model, reading=reading)
-    if type(error) is RepositoryError and _connection_broken(using):
+    if type(error) is RepositoryError and _connection_broken(using, connection_used):
         # No SQLSTATE to go by, but the connection is gone: e.g. psycopg's "received 2
         # results from command 'COMMIT'" when PgBouncer reports the server session lost.
         error = DatabaseUnavailableError(f"database unavailable: {str(exc).strip()}")
@@ -360,6 +381,14 @@ def raise_typed(
     raise error from exc
 
 
-def _connection_broken(using: str) -> bool:
-    raw = connections[using].connection
-    return raw is not None and bool(raw.broken)
+def _driver_connection(using: str) -> Any:
+    """The psycopg connection `using` holds now (None: none open, or no such alias)."""
+    try:
+        return connections[using].connection
+    except ConnectionDoesNotExist:
+        return None
+
+
+def _connection_broken(using: str, connection_used: Any) -> bool:
+    current = _driver_connection(using)
+    return any(raw is not None and raw.broken for raw in (connection_used, current))

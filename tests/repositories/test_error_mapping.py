@@ -24,6 +24,7 @@ from django.db import (
     OperationalError,
     connection,
 )
+from django.db import InternalError as DjangoInternalError
 from django.db import ProgrammingError as DjangoProgrammingError
 from django.db import models as dj_models
 from django.db import transaction as django_transaction
@@ -862,6 +863,29 @@ def test_an_error_without_sqlstate_on_a_broken_connection_is_unavailable():
     assert str(caught.value) == ("database unavailable: received 2 results from command 'COMMIT'")
     assert connection.connection is None
     assert SampleProductRepository().count() == 0  # the next call reconnects
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_without_sqlstate_after_django_closed_the_broken_connection_is_unavailable():
+    """A failed COMMIT: Django's atomic tries a ROLLBACK, which fails too, and closes the
+    connection before the error reaches translate_errors; the block's connection says
+    what happened."""
+    lost = psycopg.InternalError("received 2 results from command 'COMMIT'")
+    connection.ensure_connection()
+    with pytest.raises(DatabaseUnavailableError) as caught, translate_errors():
+        _broken_socket()
+        connection.close()
+        raise DjangoInternalError(str(lost)) from lost
+    assert str(caught.value) == ("database unavailable: received 2 results from command 'COMMIT'")
+
+    @translate_errors()
+    def fail_on_a_working_connection() -> None:
+        connection.ensure_connection()
+        raise DjangoInternalError(str(lost)) from lost
+
+    with pytest.raises(RepositoryError) as again:
+        fail_on_a_working_connection()
+    assert type(again.value) is RepositoryError
 
 
 @pytest.mark.django_db

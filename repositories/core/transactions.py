@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import logging
 import random
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ContextDecorator
@@ -84,24 +85,22 @@ class Atomic(ContextDecorator):
         outermost = not connection.in_atomic_block
         django_block = transaction.atomic(using=self.using)
         with translate_errors(using=connection.alias):
-            if not outermost and (self.isolation or self.read_only):
+            if self.isolation or self.read_only:
                 self._check_running_transaction(connection)
             # BEGIN: connecting (or a pool checkout that times out) happens here.
             django_block.__enter__()
-        restore: dict[str, str] = {}
         try:
             with translate_errors(using=connection.alias):
                 if outermost and (self.isolation or self.read_only):
                     self._set_transaction(connection)
-                if self.statement_timeout is not None or self.lock_timeout is not None:
-                    previous = self._set_timeouts(connection)
-                    if not outermost:
-                        restore = previous
-        except BaseException as exc:
+                previous = self._set_timeouts(connection)
+        except BaseException:
             with translate_errors(using=connection.alias):
-                django_block.__exit__(type(exc), exc, exc.__traceback__)
+                django_block.__exit__(*sys.exc_info())  # ROLLBACK (to the savepoint)
             raise
-        self._frames.append((django_block, connection, restore))
+        # The outermost block's settings end with its transaction; a savepoint's must be
+        # put back by hand (SET LOCAL in a savepoint outlives RELEASE).
+        self._frames.append((django_block, connection, {} if outermost else previous))
         return self
 
     def __exit__(
@@ -114,7 +113,7 @@ class Atomic(ContextDecorator):
         # Callbacks to run even if the COMMIT below is sent but its answer is lost.
         pending = _unknown_outcome_callbacks(connection) if exc_type is None else []
         try:
-            self._leave(django_block, connection, restore, exc_type, exc, tb)
+            self._leave(django_block, connection, restore, (exc_type, exc, tb))
         except DatabaseUnavailableError:
             if pending and not connection.in_atomic_block:
                 # The COMMIT may have succeeded: invalidations must not be skipped.
@@ -130,32 +129,31 @@ class Atomic(ContextDecorator):
         django_block: transaction.Atomic,
         connection: BaseDatabaseWrapper,
         restore: dict[str, str],
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        exc_info: tuple[type[BaseException] | None, BaseException | None, TracebackType | None],
     ) -> None:
         with translate_errors(using=connection.alias):
-            if exc_type is None and restore and not connection.needs_rollback:
+            if not any(exc_info) and restore and not connection.needs_rollback:
                 # SET LOCAL in a savepoint outlives RELEASE: put the enclosing values back.
                 # (A rollback to the savepoint undoes it by itself.)
                 try:
                     _set_config(connection, restore)
-                except BaseException as error:
-                    django_block.__exit__(type(error), error, error.__traceback__)
+                except BaseException:
+                    django_block.__exit__(*sys.exc_info())  # ROLLBACK TO SAVEPOINT
                     raise
             # COMMIT (or ROLLBACK) happens here.
-            django_block.__exit__(exc_type, exc, tb)
+            django_block.__exit__(*exc_info)
 
     def _check_running_transaction(self, connection: BaseDatabaseWrapper) -> None:
-        if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
-            # Only the test case's own wrapping transaction is running: its level cannot
-            # change any more, and refusing would make every such test fail. Tests of
-            # isolation use transactional test cases.
+        if all(block._from_testcase for block in connection.atomic_blocks):  # type: ignore[attr-defined]
+            # No transaction yet (this block opens it), or only the test case's own
+            # wrapping one, whose level cannot change any more: refusing would make every
+            # such test fail. Tests of isolation use transactional test cases.
             return
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT upper(current_setting('transaction_isolation')), "
-                "current_setting('transaction_read_only') = 'on'"
+                # SQL and setting names are case-insensitive: a change of case is no mutant.
+                "SELECT upper(current_setting('transaction_isolation')), "  # pragma: no mutate
+                "current_setting('transaction_read_only') = 'on'"  # pragma: no mutate
             )
             current_isolation, current_read_only = cursor.fetchone()
         if self.isolation and self.isolation != current_isolation:
@@ -172,21 +170,23 @@ class Atomic(ContextDecorator):
     def _set_transaction(self, connection: BaseDatabaseWrapper) -> None:
         modes = [f"ISOLATION LEVEL {self.isolation}"] if self.isolation else []
         if self.read_only:
-            modes.append("READ ONLY")
+            modes.append("READ ONLY")  # pragma: no mutate - SQL is case-insensitive
         with connection.cursor() as cursor:
             # Literal values from a whitelist: SET takes no parameters.
             cursor.execute(f"SET TRANSACTION {', '.join(modes)}")
 
     def _set_timeouts(self, connection: BaseDatabaseWrapper) -> dict[str, str]:
+        """SET LOCAL the block's timeouts, if any; return the values they replace."""
         values = {
             name: f"{ms}ms"
             for name, ms in (
-                ("statement_timeout", self.statement_timeout),
-                ("lock_timeout", self.lock_timeout),
+                # Setting names are case-insensitive: a change of case is no mutant.
+                ("statement_timeout", self.statement_timeout),  # pragma: no mutate
+                ("lock_timeout", self.lock_timeout),  # pragma: no mutate
             )
             if ms is not None
         }
-        return _set_config(connection, values)
+        return _set_config(connection, values) if values else {}
 
 
 @overload
@@ -224,9 +224,7 @@ def atomic(
     - Invalid options raise `ValueError` at call time.
     """
     if callable(using):
-        return Atomic(
-            None, isolation=None, read_only=False, statement_timeout=None, lock_timeout=None
-        )(using)
+        return atomic()(using)
     return Atomic(
         using,
         isolation=isolation,
@@ -298,11 +296,17 @@ def on_commit_or_unknown(func: Callable[[], object], using: str | None = None) -
     own `transaction.atomic` it is a plain `on_commit`.
     """
 
-    def callback() -> None:
-        func()
+    transaction.on_commit(_RunWhenOutcomeUnknown(func), using=using)
 
-    callback.run_when_outcome_unknown = True  # type: ignore[attr-defined]
-    transaction.on_commit(callback, using=using)
+
+class _RunWhenOutcomeUnknown:
+    """An `on_commit` callback that `atomic()` also runs when the COMMIT's outcome is unknown."""
+
+    def __init__(self, func: Callable[[], object]) -> None:
+        self.func = func
+
+    def __call__(self) -> None:
+        self.func()
 
 
 def _unknown_outcome_callbacks(connection: BaseDatabaseWrapper) -> list[Callable[[], object]]:
@@ -310,8 +314,8 @@ def _unknown_outcome_callbacks(connection: BaseDatabaseWrapper) -> list[Callable
     callbacks as (savepoint ids, callback, robust) in `run_on_commit`)."""
     return [
         entry[1]
-        for entry in getattr(connection, "run_on_commit", ())
-        if getattr(entry[1], "run_when_outcome_unknown", False)
+        for entry in connection.run_on_commit
+        if isinstance(entry[1], _RunWhenOutcomeUnknown)
     ]
 
 
@@ -327,7 +331,9 @@ def check_deferred_constraints(using: str | None = None) -> None:
     if len(connection.atomic_blocks) <= 1:
         return
     with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+        cursor.execute(
+            "SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED"  # pragma: no mutate
+        )
 
 
 def backoff_seconds(attempt: int) -> float:

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import socket
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import load_backend
 
-from domain.models import SystemConfig
+from domain.models import Product, SystemConfig
 from repositories.core import transactions
 from repositories.core.error_mapping import sqlstate_of
-from repositories.core.transactions import atomic, backoff_seconds, transactional
+from repositories.core.transactions import (
+    atomic,
+    backoff_seconds,
+    check_deferred_constraints,
+    on_commit_or_unknown,
+    transactional,
+)
 from repositories.errors import (
     ConflictError,
     DatabaseUnavailableError,
@@ -24,7 +35,7 @@ from repositories.errors import (
     TransactionUsageError,
     ValidationError,
 )
-from tests.factories import SystemConfigFactory
+from tests.factories import ProductFactory, SystemConfigFactory
 
 BARRIER_TIMEOUT = 20
 
@@ -33,6 +44,24 @@ def _setting(name: str) -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s)", [name])
         return str(cursor.fetchone()[0])
+
+
+def _setting_on(conn: BaseDatabaseWrapper, name: str) -> str:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return str(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def other_alias(transactional_db: None) -> Iterator[str]:
+    """Return a second alias to the test database, with a connection of its own (no pool)."""
+    alias = f"other_{uuid.uuid4().hex[:8]}"
+    settings_dict = copy.deepcopy(connections["default"].settings_dict)
+    settings_dict["OPTIONS"].pop("pool", None)
+    connections[alias] = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
+    yield alias
+    connections[alias].close()
+    del connections[alias]
 
 
 def _cause_state(exc: BaseException) -> str | None:
@@ -224,10 +253,14 @@ def test_atomic_read_only_refuses_writes():
 def test_atomic_refuses_a_different_isolation_inside_a_running_transaction():
     with atomic(isolation="repeatable read"):
         with (
-            pytest.raises(TransactionUsageError, match="serializable"),
+            pytest.raises(TransactionUsageError) as raised,
             atomic(isolation="serializable"),
         ):
             pass  # pragma: no cover - never entered
+        assert str(raised.value) == (
+            "isolation 'serializable' requested inside a running 'repeatable read' "
+            "transaction; set it on the outermost block"
+        )
         with atomic(isolation="repeatable read"):  # the same level is fine
             assert _setting("transaction_isolation") == "repeatable read"
 
@@ -244,10 +277,13 @@ def test_atomic_refuses_an_isolation_inside_a_plain_django_transaction():
 def test_atomic_refuses_read_only_inside_a_read_write_transaction():
     with (
         atomic(),
-        pytest.raises(TransactionUsageError, match="read_only"),
+        pytest.raises(TransactionUsageError) as raised,
         atomic(read_only=True),
     ):
         pass  # pragma: no cover - never entered
+    assert str(raised.value) == (
+        "read_only requested inside a running read-write transaction; set it on the outermost block"
+    )
     with atomic(read_only=True), atomic(read_only=True):
         assert _setting("transaction_read_only") == "on"
 
@@ -262,8 +298,41 @@ def test_atomic_ignores_isolation_inside_the_test_case_transaction():
 
 @pytest.mark.parametrize("level", ["chaos", "read uncommitted", "", 3])
 def test_atomic_rejects_an_unknown_isolation_level(level):
-    with pytest.raises(ValueError, match="isolation"):
+    with pytest.raises(ValueError) as raised:
         atomic(isolation=level)
+    assert str(raised.value) == (
+        "isolation must be one of 'read committed', 'repeatable read', 'serializable', "
+        f"not {level!r}"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_decorator_with_read_only_keeps_it_on_every_call():
+    @atomic(read_only=True)
+    def read() -> str:
+        return _setting("transaction_read_only")
+
+    assert read() == "on"
+    assert read() == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_nested_isolation_check_on_a_lost_connection_raises_unavailable():
+    with pytest.raises(DatabaseUnavailableError), atomic():
+        _kill_backend_of(connection)
+        with atomic(isolation="read committed"):  # asks the server what is running
+            pass  # pragma: no cover - never entered
+    with atomic(isolation="read committed"):  # the next block gets a working connection
+        assert _setting("transaction_isolation") == "read committed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_block_statement_on_a_lost_connection_raises_unavailable():
+    with pytest.raises(DatabaseUnavailableError) as raised, atomic():
+        _kill_backend_of(connection)
+        SystemConfig.objects.count()  # Django's own error, typed as the block ends
+    assert raised.value.__cause__ is not None
+    assert SystemConfig.objects.count() == 0
 
 
 # --- atomic: timeouts ----------------------------------------------------------------------
@@ -387,8 +456,32 @@ def test_atomic_lock_timeout_raises_query_timeout_error_when_a_row_is_locked():
     [-1, 1.5, "100", True, 2**31, dt.timedelta(microseconds=1500), dt.timedelta(seconds=-1)],
 )
 def test_atomic_rejects_invalid_timeouts(value):
-    with pytest.raises(ValueError, match="statement_timeout"):
+    with pytest.raises(ValueError, match=r"^statement_timeout must be a "):
         atomic(statement_timeout=value)
+    with pytest.raises(ValueError, match=r"^lock_timeout must be a "):
+        atomic(lock_timeout=value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_accepts_the_largest_timeout_postgresql_takes():
+    largest = 2**31 - 1
+    with atomic(statement_timeout=largest, lock_timeout=largest):
+        assert _setting("statement_timeout") == f"{largest}ms"
+        assert _setting("lock_timeout") == f"{largest}ms"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_outermost_timeouts_end_with_the_transaction_without_a_restore(
+    django_assert_num_queries,
+):
+    connection.ensure_connection()
+    with django_assert_num_queries(4) as captured, atomic(statement_timeout=100):
+        SystemConfig.objects.exists()
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert sql[0] == "BEGIN"
+    assert "set_config" in sql[1]
+    assert sql[3] == "COMMIT"
+    assert _setting("statement_timeout") == "0"
 
 
 # --- transactional: retries on real conflicts -----------------------------------------------
@@ -504,6 +597,22 @@ def test_transactional_gives_up_after_max_attempts_with_the_last_error_as_cause(
     assert isinstance(raised.value.__cause__, DatabaseError)
     assert len(no_sleep) == 3
     assert no_sleep[0] < no_sleep[-1] * 2  # grows (jitter is at most ±50 %)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_runs_three_attempts_by_default(no_sleep):
+    calls: list[int] = []
+
+    @transactional()
+    def always_conflicts() -> None:
+        calls.append(1)
+        _raise_serialization_failure()
+
+    with pytest.raises(TransactionConflictError) as raised:
+        always_conflicts()
+    assert raised.value.attempts == 3
+    assert len(calls) == 3
+    assert len(no_sleep) == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -674,3 +783,119 @@ def test_on_commit_or_unknown_does_not_run_after_a_rollback():
     with atomic():
         transactions.on_commit_or_unknown(lambda: ran.append("committed"))
     assert ran == ["committed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_or_unknown_does_not_run_when_a_savepoint_loses_the_connection():
+    ran: list[str] = []
+    with pytest.raises(DatabaseUnavailableError), atomic():
+        SystemConfigFactory.create(key="outer")
+        with atomic():
+            on_commit_or_unknown(lambda: ran.append("invalidate"))
+            _kill_backend_of(connection)
+        # RELEASE SAVEPOINT failed: the transaction cannot have committed.
+    assert ran == []
+    assert not SystemConfig.objects.exists()
+
+
+def _unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_or_unknown_does_not_run_when_a_failed_block_cannot_reconnect(other_alias):
+    other = connections[other_alias]
+    ran: list[str] = []
+    with pytest.raises(DatabaseUnavailableError), atomic(other_alias):
+        on_commit_or_unknown(lambda: ran.append("invalidate"), using=other_alias)
+        _kill_backend_of(other)
+        # The rollback fails and Django's reconnect after it too: the server is "gone".
+        other.settings_dict.update(HOST="127.0.0.1", PORT=str(_unused_port()))
+        raise RuntimeError("the block fails")
+    assert ran == []  # the block failed: nothing can have committed
+
+
+# --- another database alias ----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_on_another_alias_opens_and_configures_that_connection(other_alias):
+    other = connections[other_alias]
+    with atomic(other_alias, isolation="repeatable read", statement_timeout=1234):
+        assert other.in_atomic_block and not connection.in_atomic_block
+        assert _setting_on(other, "transaction_isolation") == "repeatable read"
+        assert _setting_on(other, "statement_timeout") == "1234ms"
+        assert _setting("statement_timeout") == "0"
+    assert not other.in_atomic_block
+
+    @atomic(other_alias, lock_timeout=250)
+    def decorated() -> tuple[bool, str]:
+        return connection.in_atomic_block, _setting_on(other, "lock_timeout")
+
+    assert decorated() == (False, "250ms")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_or_unknown_waits_for_the_commit_of_its_own_alias(other_alias):
+    ran: list[str] = []
+    with atomic(other_alias):
+        on_commit_or_unknown(lambda: ran.append("invalidate"), using=other_alias)
+        assert ran == []
+    assert ran == ["invalidate"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_atomic_discards_only_the_broken_connection_of_its_own_alias(other_alias):
+    other = connections[other_alias]
+    connection.ensure_connection()
+    default_connection = connection.connection
+    with pytest.raises(DatabaseUnavailableError), atomic(other_alias):
+        _kill_backend_of(other)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    assert connection.connection is default_connection
+    assert _setting_on(other, "statement_timeout") == "0"  # reconnects
+
+
+# --- check_deferred_constraints ------------------------------------------------------------
+
+
+def _dangle_category_of(product: Any) -> None:
+    """Point a product at a missing category: Django's foreign keys are checked at COMMIT."""
+    Product.objects.filter(pk=product.pk).update(category_id=uuid.uuid4())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_deferred_constraints_fails_inside_a_callers_transaction():
+    product = ProductFactory.create()
+    reached: list[bool] = []
+    # The caller's transaction, then the repository's block inside it.
+    with pytest.raises(ValidationError) as raised, atomic(), atomic():
+        _dangle_category_of(product)
+        check_deferred_constraints()
+        reached.append(True)
+    assert reached == []  # it failed at the check, not at the caller's COMMIT
+    assert sqlstate_of(raised.value) == "23503"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_deferred_constraints_sends_nothing_for_an_outermost_block(
+    django_assert_num_queries,
+):
+    with atomic(), django_assert_num_queries(0):
+        check_deferred_constraints()  # this block's own COMMIT checks them
+    with django_assert_num_queries(0):
+        check_deferred_constraints()  # no transaction at all
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_deferred_constraints_checks_the_connection_of_its_alias(other_alias):
+    product = ProductFactory.create()
+    reached: list[bool] = []
+    with pytest.raises(ValidationError), atomic(), atomic():
+        _dangle_category_of(product)
+        check_deferred_constraints(using=other_alias)  # no transaction there: nothing to do
+        reached.append(True)
+    assert reached == [True]  # the violation surfaced at this connection's COMMIT

@@ -35,6 +35,7 @@ from repositories.errors import (
     TransactionUsageError,
     ValidationError,
 )
+from tests.connection_faults import break_connection
 from tests.factories import ProductFactory, SystemConfigFactory
 
 BARRIER_TIMEOUT = 20
@@ -725,18 +726,9 @@ def test_backoff_grows_with_jitter_and_is_capped():
 
 
 def _kill_backend_of(conn: Any) -> None:
-    """Terminate a connection's server process from a second, independent connection."""
-    import psycopg
-
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    params = conn.get_connection_params()
-    params.pop("pool", None)
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as killer:
-        killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+    """Break a connection under whatever it does next (tests/connection_faults.py: its
+    server process terminated, or behind PgBouncer between transactions its socket cut)."""
+    break_connection(conn)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -332,6 +332,25 @@ def test_translate_errors_names_fields_from_its_model_when_the_server_names_no_t
     }
 
 
+def test_translate_errors_as_a_decorator_keeps_its_model_alias_and_reading(monkeypatch):
+    discarded: list[str] = []
+    monkeypatch.setattr(error_mapping, "discard_broken_connection", discarded.append)
+
+    @translate_errors(Product, using="replica_0", reading=True)
+    def fail(error: Exception) -> None:
+        raise error
+
+    duplicate = diagnosed(pg.UniqueViolation, "dup", constraint_name="products_sku_live_uniq")
+    with pytest.raises(ConflictError) as conflict:
+        fail(wrapped(IntegrityError, duplicate))
+    assert conflict.value.fields == ("sku",)
+    with pytest.raises(InvalidQueryError):
+        fail(wrapped(DataError, pg.InvalidTextRepresentation("bad text")))
+    with pytest.raises(DatabaseUnavailableError):
+        fail(wrapped(OperationalError, pg.AdminShutdown("bye")))
+    assert discarded == ["replica_0"]
+
+
 def test_translate_errors_discards_the_connection_of_its_own_alias(monkeypatch):
     discarded: list[str] = []
     monkeypatch.setattr(error_mapping, "discard_broken_connection", discarded.append)

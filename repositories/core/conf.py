@@ -8,6 +8,7 @@ from typing import Any, Final, Literal, overload
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 #: Every key the layer reads, with the value used when the project does not set it.
 #: A project without a `REPOSITORIES` setting gets all of these.
@@ -131,3 +132,27 @@ def _checked(name: str, value: object) -> Any:
             f'REPOSITORIES["{name}"] must be {kind} of at least {minimum}, not {value!r}.'
         )
     return value
+
+
+class CachedFlag:
+    """A `REPOSITORIES` on/off flag read once, for per-connection hot paths, and read again
+    after `REPOSITORIES` changes (override_settings in tests)."""
+
+    def __init__(
+        self,
+        name: Literal[
+            "RECLAIM_THREAD_CONNECTIONS", "SWEEP_POOL_ON_FAILED_CHECK", "RESET_POOLED_SESSIONS"
+        ],
+    ) -> None:
+        self.name = name
+        self._value: bool | None = None
+        setting_changed.connect(self._forget, weak=False, dispatch_uid=f"{__name__}.{name}")
+
+    def __bool__(self) -> bool:
+        if self._value is None:
+            self._value = setting(self.name)
+        return self._value
+
+    def _forget(self, *, setting: str, **kwargs: Any) -> None:
+        if setting == "REPOSITORIES":
+            self._value = None

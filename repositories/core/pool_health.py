@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from psycopg_pool import ConnectionPool
 
-from repositories.core.conf import setting
+from repositories.core.conf import CachedFlag
 
 logger = logging.getLogger("repositories.core.pool_health")
 
@@ -69,29 +68,18 @@ def sweep_on_failed_check(pool: Any) -> bool:
     return current is check_and_sweep
 
 
-# REPOSITORIES["SWEEP_POOL_ON_FAILED_CHECK"], read once and again when a test changes it.
-_enabled: bool | None = None
+_enabled = CachedFlag("SWEEP_POOL_ON_FAILED_CHECK")
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    global _enabled
     options = connection.settings_dict.get("OPTIONS") or {}
     if not options.get("pool"):
         return
-    if _enabled is None:
-        _enabled = setting("SWEEP_POOL_ON_FAILED_CHECK")
     pool = getattr(connection, "pool", None)
     if _enabled and pool is not None:
         sweep_on_failed_check(pool)
 
 
-def _reset_enabled(*, setting: str, **kwargs: Any) -> None:
-    global _enabled
-    if setting == "REPOSITORIES":
-        _enabled = None
-
-
 def install() -> None:
     """Give Django's checked pools `check_and_sweep` when they first connect (idempotent)."""
     connection_created.connect(_on_connection_created, dispatch_uid=_DISPATCH_UID)
-    setting_changed.connect(_reset_enabled, dispatch_uid=_DISPATCH_UID)

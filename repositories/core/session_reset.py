@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from repositories.core.conf import setting
+from repositories.core.conf import CachedFlag
 
 _DISPATCH_UID = "repositories.core.session_reset"
 
@@ -60,29 +59,18 @@ def reset_on_return(pool: Any, wrapper: BaseDatabaseWrapper) -> bool:
     return isinstance(current, SessionReset)
 
 
-# REPOSITORIES["RESET_POOLED_SESSIONS"], read once and again when a test changes it.
-_enabled: bool | None = None
+_enabled = CachedFlag("RESET_POOLED_SESSIONS")
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    global _enabled
     options = connection.settings_dict.get("OPTIONS") or {}
     if not options.get("pool"):
         return
-    if _enabled is None:
-        _enabled = setting("RESET_POOLED_SESSIONS")
     pool = getattr(connection, "pool", None)
     if _enabled and pool is not None:
         reset_on_return(pool, connection)
 
 
-def _reset_enabled(*, setting: str, **kwargs: Any) -> None:
-    global _enabled
-    if setting == "REPOSITORIES":
-        _enabled = None
-
-
 def install() -> None:
     """Make Django's pools reset sessions given back to them (idempotent)."""
     connection_created.connect(_on_connection_created, dispatch_uid=_DISPATCH_UID)
-    setting_changed.connect(_reset_enabled, dispatch_uid=_DISPATCH_UID)

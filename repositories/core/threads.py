@@ -27,12 +27,11 @@ from contextlib import ContextDecorator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from django.core.signals import setting_changed
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from repositories.core.conf import setting
+from repositories.core.conf import CachedFlag
 
 logger = logging.getLogger("repositories.core.threads")
 
@@ -76,8 +75,7 @@ class _ThreadConnections:
 
 _PRUNE_AT = 64
 _threads = threading.local()
-# REPOSITORIES["RECLAIM_THREAD_CONNECTIONS"], read once and again when a test changes it.
-_enabled: bool | None = None
+_enabled = CachedFlag("RECLAIM_THREAD_CONNECTIONS")
 
 
 def _give_back(wrapper: BaseDatabaseWrapper) -> None:
@@ -93,9 +91,6 @@ def _give_back(wrapper: BaseDatabaseWrapper) -> None:
 
 
 def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    global _enabled
-    if _enabled is None:
-        _enabled = setting("RECLAIM_THREAD_CONNECTIONS")
     if not _enabled:
         return
     try:
@@ -105,16 +100,9 @@ def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwarg
     opened.note(connection)
 
 
-def _reset_enabled(*, setting: str, **kwargs: Any) -> None:
-    global _enabled
-    if setting == "REPOSITORIES":
-        _enabled = None
-
-
 def install() -> None:
     """Close, when a thread ends, the connections it opened and left open (idempotent)."""
     connection_created.connect(_on_connection_created, dispatch_uid=_DISPATCH_UID)
-    setting_changed.connect(_reset_enabled, dispatch_uid=_DISPATCH_UID)
 
 
 def _wrappers(using: str | Iterable[str] | None) -> Iterator[BaseDatabaseWrapper]:

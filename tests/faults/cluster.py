@@ -228,10 +228,11 @@ class ThrowawayCluster:
 
 
 # --- Django aliases on the cluster ---------------------------------------------------------
-def unregister_alias(alias: str) -> None:
-    """Close the alias's connections and pool and forget it."""
+def unregister_alias(alias: str) -> dict[str, Any] | None:
+    """Close the alias's connections and pool and forget it; return its settings (None: it
+    did not exist)."""
     if alias not in connections.databases:
-        return
+        return None
     conn = connections[alias]
     try:
         conn.close()
@@ -240,7 +241,7 @@ def unregister_alias(alias: str) -> None:
         if close_pool is not None:
             close_pool()
         del connections[alias]
-        del connections.databases[alias]
+    return connections.databases.pop(alias)
 
 
 def register_alias(cluster: ThrowawayCluster, alias: str, **overrides: Any) -> str:

@@ -14,9 +14,10 @@ import contextlib
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from tests.connection_faults import behind_pooler
 from tests.repositories.repository_calls import CALLS, Key
 
 _STATE_SQL = {
@@ -42,16 +43,23 @@ _STATE_SQL = {
 
 
 def session_state(conn: BaseDatabaseWrapper = connection) -> dict[str, Any]:
-    """Return what a later client of this server session would inherit."""
-    state: dict[str, Any] = {"backend": None}
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        state["backend"] = cursor.fetchone()[0]
+    """Return what a later client of this server session would inherit.
+
+    Read in one transaction, so from one server session also behind PgBouncer, where the
+    backend pid is left out: consecutive transactions may run on different server
+    sessions there, and each of them must be clean.
+    """
+    state: dict[str, Any] = {
+        "in_atomic_block": conn.in_atomic_block,
+        "autocommit": conn.get_autocommit(),
+    }
+    with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+        if not behind_pooler(conn):
+            cursor.execute("SELECT pg_backend_pid()")
+            state["backend"] = cursor.fetchone()[0]
         for name, sql in _STATE_SQL.items():
             cursor.execute(sql)
             state[name] = cursor.fetchall()
-    state["in_atomic_block"] = conn.in_atomic_block
-    state["autocommit"] = conn.get_autocommit()
     return state
 
 

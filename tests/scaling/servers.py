@@ -20,9 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from django.db import connections
 
-from tests.faults.cluster import ThrowawayCluster, free_port
+from tests.faults.cluster import (
+    ClusterUnavailable,
+    ThrowawayCluster,
+    free_port,
+    unregister_alias,
+)
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -86,7 +92,7 @@ def wait_replayed(
 def point_alias(alias: str, cluster: ThrowawayCluster, **options: Any) -> dict[str, Any] | None:
     """Point `alias` (closing its connections and pool) at `cluster`; return its old
     settings (None: it did not exist). `options` go into OPTIONS."""
-    previous = drop_alias(alias)
+    previous = unregister_alias(alias)
     base = copy.deepcopy(previous or connections.databases["default"])
     entry = cluster.django_settings(base)
     entry["OPTIONS"].update(options)
@@ -94,24 +100,9 @@ def point_alias(alias: str, cluster: ThrowawayCluster, **options: Any) -> dict[s
     return previous
 
 
-def drop_alias(alias: str) -> dict[str, Any] | None:
-    """Close `alias`'s connections and pool and forget it; return its settings."""
-    if alias not in connections.databases:
-        return None
-    conn = connections[alias]
-    try:
-        conn.close()
-    finally:
-        close_pool = getattr(conn, "close_pool", None)
-        if close_pool is not None:
-            close_pool()
-        del connections[alias]
-    return connections.databases.pop(alias)
-
-
 def restore_alias(alias: str, previous: dict[str, Any] | None) -> None:
     """Undo `point_alias`."""
-    drop_alias(alias)
+    unregister_alias(alias)
     if previous is not None:
         connections.databases[alias] = previous
 
@@ -188,3 +179,20 @@ class Bouncer:
                 if entry["database"] == database:
                     return entry
         raise LookupError(f"PgBouncer has no stats for {database!r}")
+
+
+def cluster_for_pgbouncer(dbname: str) -> ThrowawayCluster:
+    """A new throwaway cluster to put PgBouncer in front of; skips the test when pgbouncer
+    or the PostgreSQL server binaries are missing (an error with SCALING_REQUIRED set, as
+    in `make test-scaling`)."""
+    required = bool(os.environ.get("SCALING_REQUIRED"))
+    if not Path(PGBOUNCER).exists():
+        if required:
+            raise RuntimeError("pgbouncer not installed (apt-get install pgbouncer)")
+        pytest.skip("pgbouncer not installed")
+    try:
+        return ThrowawayCluster.create(dbname=dbname)
+    except ClusterUnavailable as exc:
+        if required:
+            raise
+        pytest.skip(f"no throwaway PostgreSQL cluster on this machine: {exc}")

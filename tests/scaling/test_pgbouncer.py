@@ -9,9 +9,7 @@ in the next ones. Marked `scaling` (`make test-scaling`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,24 +24,14 @@ from repositories import ProductRepository
 from repositories.orders import OrderRepository
 from repositories.transactions import atomic
 from tests.factories import ProductFactory, UserFactory
-from tests.faults.cluster import ClusterUnavailable, ThrowawayCluster
-from tests.scaling.servers import PGBOUNCER, Bouncer, point_alias, restore_alias
+from tests.scaling.servers import Bouncer, cluster_for_pgbouncer, point_alias, restore_alias
 
 pytestmark = pytest.mark.scaling
 
 
 @pytest.fixture(scope="module")
 def bouncer(django_db_blocker: Any) -> Iterator[Bouncer]:
-    if not Path(PGBOUNCER).exists():
-        if os.environ.get("SCALING_REQUIRED"):
-            raise RuntimeError("pgbouncer not installed (apt-get install pgbouncer)")
-        pytest.skip("pgbouncer not installed")
-    try:
-        cluster = ThrowawayCluster.create(dbname="bouncer")
-    except ClusterUnavailable as exc:
-        if os.environ.get("SCALING_REQUIRED"):
-            raise
-        pytest.skip(f"no throwaway PostgreSQL cluster on this machine: {exc}")
+    cluster = cluster_for_pgbouncer("bouncer")
     server = Bouncer(cluster)
     previous = None
     try:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.cluster import ClusterUnavailable, ThrowawayCluster
+from tests.faults.cluster import ThrowawayCluster
 from tests.faults.figures import FIGURES
-from tests.scaling.servers import PGBOUNCER, Bouncer
+from tests.scaling.servers import Bouncer, cluster_for_pgbouncer
 
 pytestmark = pytest.mark.scaling
 
@@ -38,16 +38,7 @@ SUITE = ["tests/repositories"]
 @pytest.fixture(scope="module")
 def bouncer() -> Iterator[Bouncer]:
     """PgBouncer (transaction mode, 10 server connections per database) on a fresh cluster."""
-    if not Path(PGBOUNCER).exists():
-        if os.environ.get("SCALING_REQUIRED"):
-            raise RuntimeError("pgbouncer not installed (apt-get install pgbouncer)")
-        pytest.skip("pgbouncer not installed")
-    try:
-        cluster = ThrowawayCluster.create(dbname="suite")
-    except ClusterUnavailable as exc:
-        if os.environ.get("SCALING_REQUIRED"):
-            raise
-        pytest.skip(f"no throwaway PostgreSQL cluster on this machine: {exc}")
+    cluster = cluster_for_pgbouncer("suite")
     # Ten per test database: the concurrency tests hold several transactions at once.
     server = Bouncer(cluster, pool_size=10)
     try:
